@@ -1,0 +1,38 @@
+# RapidAnalysis: two commands on a fresh machine.
+#   make test   create .venv if missing, install with test extras, lint, run the test suite
+#   make demo   create .venv if missing, install, run the simulated observatory end to end
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test demo lint format bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/ruff check python tests bench
+	$(BIN)/ruff format --check python tests bench
+	$(BIN)/python -m pytest -q tests
+
+demo: $(STAMP)
+	$(BIN)/sal_demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check python tests bench
+
+format: $(STAMP)
+	$(BIN)/ruff format python tests bench
+	$(BIN)/ruff check --fix python tests bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/sal_latency.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info python/*.egg-info

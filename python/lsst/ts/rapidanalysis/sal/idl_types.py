@@ -1,0 +1,132 @@
+"""Build Cyclone DDS topic types from `TopicInfo`, at run time.
+
+Each type is an appendable ``IdlStruct`` named ``<Comp>::<salName>_<revCode>``, with the
+ts_sal private fields first, then ``salIndex`` (the key) for indexed components, then the
+public fields. Appendable, so that a reader and writer whose interfaces differ only by
+trailing fields still match. Every field has a default, so ``DataType()`` works as in salobj.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+from typing import Any
+
+from cyclonedds.idl import IdlMeta, IdlStruct, types
+from cyclonedds.idl.annotations import extensibility
+
+from .xml_interface import PRIVATE_FIELDS, FieldInfo, TopicInfo
+
+__all__ = ["TopicType", "get_topic_type", "rev_code"]
+
+_SCALAR_TYPES: dict[str, Any] = {
+    "boolean": bool,
+    "byte": types.uint8,
+    "octet": types.uint8,
+    "short": types.int16,
+    "int": types.int32,
+    "long": types.int32,  # SAL "long" is 32 bits
+    "long long": types.int64,
+    "unsigned short": types.uint16,
+    "unsigned int": types.uint32,
+    "unsigned long": types.uint32,
+    "float": types.float32,
+    "double": types.float64,
+}
+_ZERO: dict[str, Any] = {"boolean": False, "float": 0.0, "double": 0.0, "string": ""}
+
+
+def _annotation(field: FieldInfo) -> Any:
+    if field.idl_type == "string":
+        return types.bounded_str[field.str_length] if field.str_length else str
+    scalar = _SCALAR_TYPES[field.idl_type]
+    return types.array[scalar, field.count] if field.count > 1 else scalar
+
+
+def _default(field: FieldInfo) -> dataclasses.Field:
+    zero = _ZERO.get(field.idl_type, 0)
+    if field.count > 1:
+        return dataclasses.field(default_factory=lambda: [zero] * field.count)
+    return dataclasses.field(default=zero)
+
+
+def rev_code(info: TopicInfo, indexed: bool) -> str:
+    """A stable 8-hex-digit revision code: changes whenever the wire layout changes."""
+    text = ";".join([info.component, info.sal_name, str(indexed)] + [f.signature() for f in info.fields])
+    return hashlib.md5(text.encode()).hexdigest()[:8]
+
+
+def _all_fields(info: TopicInfo, indexed: bool) -> list[FieldInfo]:
+    fields = [FieldInfo(name, t, 1, size if t == "string" else 0) for name, t, size in PRIVATE_FIELDS]
+    if indexed:
+        fields.append(FieldInfo("salIndex", "long"))
+    return fields + list(info.fields)
+
+
+@dataclasses.dataclass(frozen=True)
+class TopicType:
+    """A DDS type for one topic, with its names.
+
+    Attributes
+    ----------
+    info : `TopicInfo`
+        The interface it was built from.
+    rev_code : `str`
+        Revision code.
+    dds_name : `str`
+        DDS topic name ``<Comp>_<salName>_<revCode>``.
+    data_type : `type`
+        The ``IdlStruct`` dataclass.
+    field_names : `tuple` [`str`]
+        Public field names (those a user sets).
+    byte_array_fields : `tuple` [`str`]
+        Fields Cyclone returns as `bytes`; readers turn them into lists, like every other array.
+    """
+
+    info: TopicInfo
+    rev_code: str
+    dds_name: str
+    data_type: type
+    field_names: tuple[str, ...]
+    byte_array_fields: tuple[str, ...] = ()
+
+
+@functools.cache
+def get_topic_type(info: TopicInfo, indexed: bool) -> TopicType:
+    """Build (once per process) the DDS type for a topic.
+
+    Parameters
+    ----------
+    info : `TopicInfo`
+        The topic.
+    indexed : `bool`
+        Whether the component is indexed (adds the ``salIndex`` key).
+
+    Returns
+    -------
+    topic_type : `TopicType`
+        The type and its names; cached so that a Controller and a Remote in one process share it.
+    """
+    code = rev_code(info, indexed)
+    type_name = f"{info.sal_name}_{code}"
+    fields = _all_fields(info, indexed)
+    # Like cyclonedds.idl.make_idl_struct, plus a default for every field.
+    bases = (IdlStruct,)
+    namespace = IdlMeta.__prepare__(type_name, bases, typename=f"{info.component}::{type_name}")
+    for field in fields:
+        namespace["__annotations__"][field.name] = _annotation(field)
+        namespace[field.name] = _default(field)
+    if indexed:
+        namespace["__idl_field_annotations__"] = {"salIndex": {"key": True}}
+    cls = IdlMeta(type_name, bases, namespace)
+    cls = dataclasses.dataclass(cls)
+    extensibility("appendable")(cls)
+    return TopicType(
+        info=info,
+        rev_code=code,
+        dds_name=f"{info.component}_{type_name}",
+        data_type=cls,
+        field_names=tuple(f.name for f in info.fields),
+        byte_array_fields=tuple(f.name for f in info.fields if f.count > 1 and f.idl_type in ("byte", "octet")),
+    )
