@@ -123,7 +123,9 @@ class Controller:
             if self._log_handler is not None:
                 self.log.removeHandler(self._log_handler)
                 self._log_handler = None
-            # Give the final acks and events a chance to reach their readers.
+            # Cancel command handlers (they ack CMD_ABORTED), then give the final acks and
+            # events a chance to reach their readers.
+            await self.salinfo.stop_reading()
             await asyncio.get_running_loop().run_in_executor(None, self.salinfo.wait_for_acks, SHUTDOWN_DELAY)
             await self.domain.close()
         except Exception as e:

@@ -84,6 +84,7 @@ class SalInfo:
         self.started_task: asyncio.Future = asyncio.get_running_loop().create_future()
         self.done_task: asyncio.Future = asyncio.get_running_loop().create_future()
         self._closed = False
+        self._reading_stopped = False
         domain.add_salinfo(self)
 
     @property
@@ -224,18 +225,31 @@ class SalInfo:
         if callback is not None:
             callback(ackcmd)
 
+    async def stop_reading(self, timeout: float = 1.0) -> None:
+        """Stop delivering samples and cancel callbacks, letting them finish (e.g. write a
+        CMD_ABORTED ack) for at most ``timeout`` seconds; writers stay usable."""
+        if self._reading_stopped:
+            return
+        self._reading_stopped = True
+        cancelled: list[asyncio.Task] = []
+        for read_topic, reader in self._readers.values():
+            if self.domain._pump is not None:
+                self.domain._pump.remove_reader(reader)
+            cancelled += read_topic._close()
+        for cmd_callback in list(self._running_cmds.values()):
+            cmd_callback(None)
+        self._running_cmds.clear()
+        current = asyncio.current_task()
+        cancelled = [t for t in cancelled if t is not current]
+        if cancelled:
+            await asyncio.wait(cancelled, timeout=timeout)
+
     async def close(self) -> None:
         """Delete this component's readers and writers."""
         if self._closed:
             return
         self._closed = True
-        for read_topic, reader in self._readers.values():
-            if self.domain._pump is not None:
-                self.domain._pump.remove_reader(reader)
-            read_topic._close()
-        for cmd_callback in list(self._running_cmds.values()):
-            cmd_callback(None)
-        self._running_cmds.clear()
+        await self.stop_reading()
         for writer in self._writers:
             delete_entity(writer)
         for _, reader in self._readers.values():

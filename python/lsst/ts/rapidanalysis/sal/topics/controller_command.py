@@ -96,6 +96,7 @@ class ControllerCommand(ReadTopic):
             if inspect.isawaitable(result):
                 result = await result
         except asyncio.CancelledError:
+            # Also reached when the Controller closes: SalInfo.close lets this ack out first.
             self.ack(data, SalRetCode.CMD_ABORTED, error=1, result="Aborted")
             return
         except ExpectedError as e:
@@ -114,7 +115,9 @@ class ControllerCommand(ReadTopic):
         else:
             self._write_ackcmd(data, result)
 
-    def _close(self) -> None:
-        super()._close()
+    def _close(self) -> list[asyncio.Task]:
+        cancelled = super()._close()
         for task in list(self._running):
             task.cancel()
+            cancelled.append(task)
+        return cancelled

@@ -270,10 +270,13 @@ class ReadTopic(BaseTopic):
         except Exception:
             self.log.exception("%s callback failed", self.attr_name)
 
-    def _close(self) -> None:
-        """Called by SalInfo.close; stops callbacks and wakes waiters."""
+    def _close(self) -> list[asyncio.Task]:
+        """Called by SalInfo.close: stop callbacks, wake waiters; return the tasks cancelled."""
         self._closed = True
         self._callback_queue.clear()
+        cancelled = []
         if self._callback_task is not None and not self._callback_task.done():
             self._callback_task.cancel()
+            cancelled.append(self._callback_task)
         self._data_event.set()
+        return cancelled
