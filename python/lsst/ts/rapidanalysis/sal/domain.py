@@ -18,7 +18,15 @@ from .sample_pump import SamplePump
 if TYPE_CHECKING:
     from .sal_info import SalInfo
 
-__all__ = ["Domain", "get_partition_prefix", "get_domain_id"]
+__all__ = ["Domain", "get_partition_prefix", "get_domain_id", "delete_entity"]
+
+
+def delete_entity(entity: Any) -> None:
+    """Delete a Cyclone entity now rather than whenever Python collects it."""
+    try:
+        entity.__del__()
+    except Exception:
+        pass
 
 
 def get_partition_prefix() -> str:
@@ -70,7 +78,6 @@ class Domain:
         self.salinfo_set: weakref.WeakSet[SalInfo] = weakref.WeakSet()
         self._topics: dict[str, Topic] = {}
         self._pump: SamplePump | None = None
-        self.done_task: asyncio.Future = asyncio.Future() if _has_loop() else _NeverDone()
         self._closed = False
 
     def get_topic(self, dds_name: str, data_type: type) -> Topic:
@@ -109,26 +116,11 @@ class Domain:
             self._pump.stop()
             self._pump = None
         self._topics.clear()
-        # Deleting the participant deletes its readers, writers and topics.
-        del self.participant
-        if isinstance(self.done_task, asyncio.Future) and not self.done_task.done():
-            self.done_task.set_result(None)
+        # Deleting the participant deletes whatever of its readers and writers remain.
+        delete_entity(self.participant)
 
     async def __aenter__(self) -> Domain:
         return self
 
     async def __aexit__(self, *args: Any) -> None:
         await self.close()
-
-
-def _has_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-class _NeverDone:
-    def done(self) -> bool:
-        return False

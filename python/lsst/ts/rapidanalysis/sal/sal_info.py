@@ -13,7 +13,7 @@ from cyclonedds.pub import DataWriter, Publisher
 from cyclonedds.sub import DataReader, Subscriber
 
 from .dds_config import topic_qos
-from .domain import Domain
+from .domain import Domain, delete_entity
 from .enums import SalRetCode
 from .idl_types import TopicType, get_topic_type
 from .xml_interface import ComponentInfo, TopicInfo, load_component_info
@@ -21,17 +21,9 @@ from .xml_interface import ComponentInfo, TopicInfo, load_component_info
 if TYPE_CHECKING:
     from .topics.read_topic import ReadTopic
 
-__all__ = ["SalInfo", "MAX_SEQ_NUM", "delete_entity"]
+__all__ = ["SalInfo", "MAX_SEQ_NUM"]
 
 MAX_SEQ_NUM = 2**31 - 1
-
-
-def delete_entity(entity: Any) -> None:
-    """Delete a Cyclone entity now rather than whenever Python collects it."""
-    try:
-        entity.__del__()
-    except Exception:
-        pass
 
 
 class SalInfo:
