@@ -237,7 +237,7 @@ class CscCommander:
             await self.run_command(line.strip())
 
     @classmethod
-    async def amain(cls, *, name: str, index: bool | type[enum.IntEnum] | int | None, **kwargs: Any) -> None:
+    async def amain(cls, *, index: bool | type[enum.IntEnum] | int | None, **kwargs: Any) -> None:
         """Parse the command line and run until ``exit``.
 
         Parameters
@@ -249,7 +249,7 @@ class CscCommander:
         **kwargs
             More constructor arguments.
         """
-        parser = argparse.ArgumentParser(f"Command {name}")
+        parser = argparse.ArgumentParser(f"Command {kwargs.get('name', cls.__name__)}")
         if index is True:
             parser.add_argument("index", type=int, help="SAL index.")
         elif isinstance(index, type) and issubclass(index, enum.IntEnum):
@@ -258,7 +258,7 @@ class CscCommander:
         args = parser.parse_args()
         if index is True or (isinstance(index, type) and issubclass(index, enum.IntEnum)):
             index = args.index
-        commander = cls(name=name, index=index, enable=args.enable, **kwargs)
+        commander = cls(index=index, enable=args.enable, **kwargs)
         try:
             await commander.start()
             await commander.run()

@@ -1,0 +1,517 @@
+"""RapidAnalysisCsc: ``processData`` commands become jobs on a Dask pool; results go out as events,
+telemetry, database rows and product files."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import hashlib
+import json
+import os
+import pathlib
+import re
+import types
+from typing import Any
+
+import yaml
+from lsst.ts.idl.enums.OCPS import SalIndex
+
+from . import __version__
+from .data.camera import Instrument, get_instrument
+from .data.data_id import DataIdError, parse_data_id
+from .data.raw_store import MissingRawError, RawStore
+from .dispatch.job_manager import JobManager, QueueFullError
+from .dispatch.jobs import Job, JobState, Trigger, new_job_id
+from .dispatch.pool import PoolLostError, WorkerPool
+from .pipelines.registry import PipelineRegistry
+from .results.database import ResultsDatabase
+from .sal import ConfigurableCsc, ExpectedError, SalRetCode, State, current_tai
+
+__all__ = ["RapidAnalysisCsc", "ErrorCode", "CONFIG_SCHEMA", "run_rapid_analysis"]
+
+_CONFIG_DIR = pathlib.Path(__file__).parent / "config"
+CONFIG_SCHEMA: dict = yaml.safe_load((_CONFIG_DIR / "schema" / "RapidAnalysis.yaml").read_text())
+_UNEXPANDED_RE = re.compile(r"\$\{?[A-Za-z_][A-Za-z0-9_]*")
+# How long processData may take to be queued in asynchronous mode (scripts use ~5 s timeouts).
+_QUEUE_ACK_TIMEOUT = 5.0
+
+
+class ErrorCode(enum.IntEnum):
+    """errorCode values of the RapidAnalysis CSC."""
+
+    POOL_LOST = 1
+    POOL_START_FAILED = 2
+    DATABASE_FAILED = 3
+
+
+def _expand(text: str, what: str) -> str:
+    """Expand ~ and $VARS; an undefined variable is a configuration error."""
+    expanded = os.path.expanduser(os.path.expandvars(text))
+    leftover = _UNEXPANDED_RE.search(expanded)
+    if leftover:
+        raise ExpectedError(f"{what}: environment variable {leftover.group(0)} is not set (value {text!r})")
+    return expanded
+
+
+class RapidAnalysisCsc(ConfigurableCsc):
+    """The Rapid Analysis CSC, one per instrument (SAL index = ``OCPS.SalIndex``).
+
+    Parameters
+    ----------
+    index : `int`
+        1 = LATISS, 2 = LSSTComCam, 3 = LSSTCam.
+    config_dir : `str`, optional
+        Configuration directory; default the one shipped with the package.
+    initial_state : `State`, optional
+        State to go to at start.
+    override : `str`
+        Configuration override (with ``initial_state`` DISABLED or ENABLED).
+    simulation_mode : `int`
+        1: the test pipelines ``test.succeed``, ``test.fail``, ``test.sleep`` exist.
+    check_if_duplicate : `bool`
+        Refuse to run beside another instance with the same index.
+    """
+
+    valid_simulation_modes = (0, 1)
+    simulation_help = "Simulation mode: the test pipelines test.succeed, test.fail and test.sleep exist."
+    version = __version__
+    enable_cmdline_state = True
+
+    def __init__(
+        self,
+        index: int,
+        config_dir: str | pathlib.Path | None = None,
+        initial_state: State | int | None = None,
+        override: str = "",
+        simulation_mode: int = 0,
+        check_if_duplicate: bool = False,
+    ) -> None:
+        self.instrument: Instrument = get_instrument(int(index))
+        self.registry = PipelineRegistry(simulation_mode=bool(simulation_mode))
+        self.config: types.SimpleNamespace | None = None
+        self.pool: WorkerPool | None = None
+        self.job_manager: JobManager | None = None
+        self.results: ResultsDatabase | None = None
+        self.raw_store: RawStore | None = None
+        self._status_task: asyncio.Task | None = None
+        self._sync_busy_job: str | None = None
+        self._pool_event_key: tuple | None = None
+        super().__init__(
+            "RapidAnalysis",
+            index=int(index),
+            config_schema=CONFIG_SCHEMA,
+            config_dir=config_dir,
+            check_if_duplicate=check_if_duplicate,
+            initial_state=initial_state,
+            override=override,
+            simulation_mode=simulation_mode,
+        )
+        # Validation is quick; each request acks on its own (synchronous mode rejects extras).
+        self.cmd_processData.allow_multiple_callbacks = True
+
+    @staticmethod
+    def get_config_pkg() -> str:
+        """The configuration package (``$TS_CONFIG_OCS_DIR/RapidAnalysis/v1``)."""
+        return "ts_config_ocs"
+
+    def default_config_dir(self, name: str) -> pathlib.Path:
+        """``$TS_CONFIG_OCS_DIR/RapidAnalysis/v1`` if that is set, else the shipped directory."""
+        if os.environ.get("TS_CONFIG_OCS_DIR"):
+            return super().default_config_dir(name)
+        return _CONFIG_DIR / name / self.schema_version
+
+    # -- configuration --
+
+    async def configure(self, config: types.SimpleNamespace) -> None:
+        """Check the configuration beyond the schema (pipelines, paths) and keep it."""
+        for name, settings in config.pipelines.items():
+            try:
+                pipeline = self.registry.get(name)
+                pipeline.make_config(settings.get("config", {}))
+            except ValueError as e:
+                raise ExpectedError(f"pipelines.{name}: {e}") from None
+        root = config.data_roots.get(self.instrument.name)
+        if root is None:
+            raise ExpectedError(f"data_roots has no entry for {self.instrument.name}")
+        config.data_root = pathlib.Path(_expand(root, f"data_roots.{self.instrument.name}"))
+        config.output_root = pathlib.Path(_expand(config.output_root, "output_root"))
+        config.scheduler_address = _expand(config.scheduler_address, "scheduler_address")
+        config.output_url_root = _expand(config.output_url_root, "output_url_root")
+        database_url = _expand(config.database_url, "database_url")
+        if not database_url:
+            database_url = f"sqlite:///{config.output_root / 'results.sqlite3'}"
+        config.database_url = database_url
+        self.config = config
+
+    # -- state --
+
+    async def begin_start(self, data: Any) -> None:
+        """Configure, then start the pool and open the database (start fails if they cannot)."""
+        await super().begin_start(data)
+        await self._start_processing()
+
+    async def handle_summary_state(self) -> None:
+        """Stop the pool (aborting jobs) when leaving DISABLED/ENABLED."""
+        if not self.disabled_or_enabled:
+            await self._stop_processing(f"the CSC went to {self.summary_state.name}")
+
+    async def _start_processing(self) -> None:
+        assert self.config is not None
+        config = self.config
+        try:
+            config.output_root.mkdir(parents=True, exist_ok=True)
+            self.results = await asyncio.get_running_loop().run_in_executor(None, ResultsDatabase, config.database_url)
+        except Exception as e:
+            raise ExpectedError(f"Cannot open the results database {config.database_url}: {e}") from e
+        self.raw_store = RawStore(config.data_root, self.instrument)
+        self.pool = WorkerPool(
+            scheduler_address=config.scheduler_address,
+            n_workers=config.n_workers,
+            threads_per_worker=config.threads_per_worker,
+            memory_limit=config.worker_memory_limit,
+            on_lost=self._pool_lost,
+            log=self.log,
+        )
+        try:
+            await self.pool.start()
+        except Exception as e:
+            await self.pool.close()
+            self.pool = None
+            raise ExpectedError(f"Cannot start the worker pool: {e}") from e
+        self.job_manager = JobManager(
+            pool=self.pool,
+            max_queue_length=config.max_queue_length,
+            resolve_inputs=self._resolve_inputs,
+            on_job_done=self._publish_job,
+            output_dir_for=self._output_dir_for,
+            simulation_mode=bool(self.simulation_mode),
+            log=self.log,
+        )
+        self.job_manager.start()
+        self._pool_event_key = None
+        self._status_task = asyncio.create_task(self._status_loop())
+
+    async def _stop_processing(self, reason: str) -> None:
+        if self._status_task is not None:
+            self._status_task.cancel()
+            self._status_task = None
+        if self.job_manager is not None:
+            await self.job_manager.stop(reason)
+            self.job_manager = None
+        if self.pool is not None:
+            await self.pool.close()
+            self.pool = None
+            self.evt_workerPool.set_write(
+                nWorkers=0, nBusy=0, nQueued=0, keepingUp=True, lagSeconds=0, schedulerAddress="", dashboardUrl=""
+            )
+        if self.results is not None:
+            self.results.close()
+            self.results = None
+
+    async def _pool_lost(self, reason: str) -> None:
+        asyncio.create_task(self.fault(code=ErrorCode.POOL_LOST, report=reason))
+
+    async def close_tasks(self) -> None:
+        """Stop processing, then the base class's tasks."""
+        await self._stop_processing("the CSC is closing")
+        await super().close_tasks()
+
+    # -- commands --
+
+    def _make_job(self, data: Any, trigger: Trigger) -> Job:
+        """Validate a processData request into a Job (ExpectedError says what is wrong)."""
+        assert self.config is not None
+        try:
+            data_id = parse_data_id(data.dataId, self.instrument)
+        except DataIdError as e:
+            raise ExpectedError(f"bad dataId: {e}") from None
+        try:
+            pipeline = self.registry.get(data.pipeline)
+        except ValueError as e:
+            raise ExpectedError(str(e)) from None
+        try:
+            override = json.loads(data.config) if data.config.strip() else {}
+        except json.JSONDecodeError as e:
+            raise ExpectedError(f"config is not valid JSON ({e.msg} at character {e.pos})") from None
+        if not isinstance(override, dict):
+            raise ExpectedError(f"config must be a JSON object of pipeline settings, not {data.config[:80]!r}")
+        defaults = self.config.pipelines.get(pipeline.name, {})
+        try:
+            validated = pipeline.make_config(defaults.get("config", {}), override)
+        except ValueError as e:
+            raise ExpectedError(str(e)) from None
+        return Job(
+            job_id=new_job_id(),
+            pipeline=pipeline.name,
+            data_id=data_id,
+            config=validated.model_dump(mode="json"),
+            trigger=trigger,
+            time_limit=float(defaults.get("time_limit", self.config.default_time_limit)),
+            submit_time=current_tai(),
+        )
+
+    async def do_processData(self, data: Any) -> Any:  # noqa: N802 (SAL name)
+        """Queue (asynchronous mode) or run (synchronous mode) one pipeline on one data id."""
+        self.assert_enabled("processData")
+        assert self.config is not None and self.job_manager is not None
+        job = self._make_job(data, Trigger.COMMAND)
+        if self.config.processing_mode == "synchronous":
+            if self._sync_busy_job is not None:
+                raise ExpectedError(
+                    f"busy: synchronous mode runs one job at a time and job {self._sync_busy_job} is running"
+                )
+            self._sync_busy_job = job.job_id
+            try:
+                self._submit(job)
+                self._record_submitted(job)
+                self.cmd_processData.ack_in_progress(
+                    data,
+                    timeout=self.config.raw_wait_timeout + job.time_limit + 10,
+                    result=json.dumps({"jobId": job.job_id}),
+                )
+                job = await self.job_manager.wait_done(job.job_id)
+            finally:
+                self._sync_busy_job = None
+            if job.state != JobState.SUCCEEDED:
+                raise ExpectedError(f"job {job.job_id} {job.state.value}: {job.error_report}")
+            return self.salinfo.make_ackcmd(
+                private_seqNum=data.private_seqNum,
+                ack=SalRetCode.CMD_COMPLETE,
+                result=json.dumps({"jobId": job.job_id, "state": job.state.value}),
+            )
+        self.cmd_processData.ack_in_progress(data, timeout=_QUEUE_ACK_TIMEOUT)
+        self._submit(job)
+        self._record_submitted(job)
+        return self.salinfo.make_ackcmd(
+            private_seqNum=data.private_seqNum, ack=SalRetCode.CMD_COMPLETE, result=json.dumps({"jobId": job.job_id})
+        )
+
+    def _submit(self, job: Job) -> None:
+        assert self.job_manager is not None
+        try:
+            self.job_manager.submit(job)
+        except QueueFullError as e:
+            raise ExpectedError(str(e)) from None
+        self.log.info("Queued job %s: %s on %s", job.job_id, job.pipeline, job.data_id.to_json())
+
+    def _record_submitted(self, job: Job) -> None:
+        # Recorded now so a notebook sees queued jobs; updated when the job ends.
+        self._db_write(
+            "record_job",
+            job_id=job.job_id,
+            instrument=self.instrument.name,
+            pipeline=job.pipeline,
+            data_id=job.data_id.to_json(),
+            image_name=job.image_name,
+            trigger=job.trigger.value,
+            state=job.state.value,
+            submit_time=job.submit_time,
+            config=json.dumps(job.config),
+        )
+
+    async def do_abortJob(self, data: Any) -> None:  # noqa: N802 (SAL name)
+        """Abort a queued or running job."""
+        self.assert_enabled("abortJob")
+        assert self.job_manager is not None
+        try:
+            await self.job_manager.abort(data.jobId, reason="aborted by the abortJob command")
+        except KeyError:
+            raise ExpectedError(f"no queued or running job {data.jobId!r}") from None
+        except ValueError as e:
+            raise ExpectedError(str(e)) from None
+
+    async def do_setFocalPlaneMode(self, data: Any) -> None:  # noqa: N802 (SAL name)
+        """Focal-plane selection belongs to autonomous mode, which this version does not have yet."""
+        self.assert_enabled("setFocalPlaneMode")
+        raise ExpectedError("setFocalPlaneMode is not available: autonomous processing is not part of this version")
+
+    # -- job plumbing --
+
+    async def _resolve_inputs(self, job: Job) -> list[str]:
+        pipeline = self.registry.get(job.pipeline)
+        if not getattr(pipeline, "requires_inputs", True):
+            return []
+        assert self.raw_store is not None and self.config is not None
+        try:
+            found = await self.raw_store.wait_for(
+                job.data_id, job.data_id.detectors, timeout=self.config.raw_wait_timeout
+            )
+        except MissingRawError as e:
+            raise ValueError(str(e)) from None
+        return [str(found[detector]) for detector in sorted(found)]
+
+    def _output_dir_for(self, job: Job) -> str:
+        assert self.config is not None
+        image = job.data_id.obsid or "groups"
+        day = str(job.data_id.day_obs or "nodate")
+        return str(self.config.output_root / self.instrument.name / day / image / f"{job.pipeline}-{job.job_id}")
+
+    def _product_url(self, path: pathlib.Path) -> str:
+        assert self.config is not None
+        if self.config.output_url_root:
+            relative = path.resolve().relative_to(self.config.output_root.resolve())
+            return self.config.output_url_root.rstrip("/") + "/" + relative.as_posix()
+        return path.resolve().as_uri()
+
+    def _db_write(self, method: str, **kwargs: Any) -> None:
+        """Write to the results database in a thread; a failure is logged, never lost silently."""
+        results = self.results
+        if results is None:
+            return
+
+        def write() -> None:
+            getattr(results, method)(**kwargs)
+
+        future = asyncio.get_running_loop().run_in_executor(None, write)
+        future.add_done_callback(self._db_write_done)
+
+    def _db_write_done(self, future: asyncio.Future) -> None:
+        if future.exception() is not None:
+            self.log.error("Results database write failed: %r", future.exception())
+
+    async def _publish_job(self, job: Job) -> None:
+        """Everything a finished job produces: database rows, products, telemetry, then jobResult."""
+        result = job.outcome.get("result") or {}
+        image_name = result.get("image_name") or job.image_name
+        loop = asyncio.get_running_loop()
+        products = []
+        for product in result.get("products", []):
+            path = pathlib.Path(product["path"])
+            try:
+                content = await loop.run_in_executor(None, path.read_bytes)
+            except OSError as e:
+                self.log.error("Job %s product %s is unreadable: %s", job.job_id, path, e)
+                continue
+            products.append((product, path, len(content), hashlib.md5(content).hexdigest()))
+        if self.results is not None:
+            try:
+                await loop.run_in_executor(None, self._record_job_end, job, image_name, result, products)
+            except Exception as e:
+                self.log.error("Could not record job %s in the results database: %r", job.job_id, e)
+        for product, path, size, checksum in products:
+            self.evt_largeFileObjectAvailable.set_write(
+                url=self._product_url(path),
+                generator=f"RapidAnalysis:{self.salinfo.index}",
+                version=1.0,
+                byteSize=size,
+                checkSum=checksum,
+                mimeType=product.get("mime_type", ""),
+                id=job.job_id,
+                force_output=True,
+            )
+        for sample in result.get("telemetry", []):
+            topic = getattr(self, f"tel_{sample['topic']}", None)
+            if topic is None:
+                self.log.error("Job %s asked to publish unknown telemetry topic %r", job.job_id, sample["topic"])
+                continue
+            try:
+                topic.set_write(**{k: v for k, v in sample["fields"].items() if v is not None})
+            except (AttributeError, ValueError) as e:
+                self.log.error("Job %s telemetry %s rejected: %s", job.job_id, sample["topic"], e)
+        self.evt_jobResult.set_write(
+            jobId=job.job_id,
+            pipeline=job.pipeline,
+            dataId=job.data_id.to_json(),
+            imageName=image_name,
+            trigger=job.trigger.value,
+            success=job.state == JobState.SUCCEEDED,
+            exitCode=job.exit_code,
+            errorReport=job.error_report,
+            startTime=job.start_time,
+            endTime=job.end_time,
+            duration=max(0.0, job.end_time - job.start_time) if job.start_time else 0.0,
+            result=job.result_json(),
+            force_output=True,
+        )
+        level = 20 if job.state == JobState.SUCCEEDED else 30
+        self.log.log(level, "Job %s %s %s: %s", job.job_id, job.pipeline, job.state.value, job.error_report or "ok")
+
+    def _record_job_end(self, job: Job, image_name: str, result: dict, products: list) -> None:
+        assert self.results is not None
+        self.results.record_job(
+            job_id=job.job_id,
+            instrument=self.instrument.name,
+            pipeline=job.pipeline,
+            data_id=job.data_id.to_json(),
+            image_name=image_name,
+            trigger=job.trigger.value,
+            state=job.state.value,
+            success=job.state == JobState.SUCCEEDED,
+            exit_code=job.exit_code,
+            error_report=job.error_report,
+            submit_time=job.submit_time,
+            start_time=job.start_time,
+            end_time=job.end_time,
+            duration=max(0.0, job.end_time - job.start_time) if job.start_time else 0.0,
+            result=job.result_json(),
+            config=json.dumps(job.config),
+        )
+        if result:
+            self.results.record_metrics(
+                job_id=job.job_id,
+                image_name=image_name,
+                metrics=result.get("metrics", {}),
+                detector_metrics=result.get("detector_metrics", []),
+            )
+        for product, path, size, checksum in products:
+            self.results.record_product(
+                job_id=job.job_id,
+                image_name=image_name,
+                path=str(path),
+                url=self._product_url(path),
+                mime_type=product.get("mime_type", ""),
+                byte_size=size,
+                checksum=checksum,
+                description=product.get("description", ""),
+            )
+
+    # -- status --
+
+    async def _status_loop(self) -> None:
+        """1 Hz poolStatus telemetry; workerPool event when the pool's shape or health changes."""
+        while True:
+            try:
+                await self._publish_status()
+            except PoolLostError:
+                return  # fault() has been scheduled
+            except Exception:
+                self.log.exception("Could not publish pool status")
+            await asyncio.sleep(1.0)
+
+    async def _publish_status(self) -> None:
+        pool, jobs = self.pool, self.job_manager
+        if pool is None or jobs is None or self.config is None:
+            return
+        info = await pool.refresh()
+        lag = jobs.oldest_queued_age()
+        keeping_up = lag <= self.config.lag_threshold
+        self.tel_poolStatus.set_write(
+            nWorkers=info.n_workers,
+            nBusy=jobs.n_running,
+            nQueued=jobs.n_queued,
+            nRunning=jobs.n_running,
+            jobsSucceeded=jobs.n_succeeded,
+            jobsFailed=jobs.n_failed,
+            lagSeconds=lag,
+            keepingUp=keeping_up,
+            memoryUsed=info.memory_used_mb,
+            cpuLoad=pool.cpu_load(),
+        )
+        key = (info.n_workers, keeping_up, info.scheduler_address, info.dashboard_url)
+        if key != self._pool_event_key:
+            self._pool_event_key = key
+            self.evt_workerPool.set_write(
+                nWorkers=info.n_workers,
+                nBusy=jobs.n_running,
+                nQueued=jobs.n_queued,
+                keepingUp=keeping_up,
+                lagSeconds=lag,
+                schedulerAddress=info.scheduler_address,
+                dashboardUrl=info.dashboard_url,
+                force_output=True,
+            )
+
+
+def run_rapid_analysis() -> None:
+    """``run_rapid_analysis INDEX``: run the Rapid Analysis CSC for one instrument."""
+    asyncio.run(RapidAnalysisCsc.amain(index=SalIndex))

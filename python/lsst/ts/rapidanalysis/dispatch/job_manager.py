@@ -1,0 +1,322 @@
+"""Queue jobs, run them on the worker pool newest first, and see each to exactly one end.
+
+The queue is ours, not Dask's: we hand Dask only as many jobs as the pool has threads, so that
+"newest first", the bound on the queue and aborting a queued job are exact and cheap. A job
+waits for its raws before it competes for a worker, so a late file never holds a worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from distributed import Event
+from distributed.client import FutureCancelledError
+from distributed.scheduler import KilledWorker
+
+from ..sal.tai import current_tai
+from .jobs import ExitCode, Job, JobState
+from .pool import WorkerPool
+from .worker_task import abort_event_name, run_job
+
+__all__ = ["JobManager", "QueueFullError"]
+
+InputResolver = Callable[[Job], Awaitable[list[str]]]
+JobCallback = Callable[[Job], Awaitable[None]]
+
+
+class QueueFullError(RuntimeError):
+    """The queue already holds its maximum number of jobs."""
+
+
+class JobManager:
+    """Run jobs on a `WorkerPool`.
+
+    Parameters
+    ----------
+    pool : `WorkerPool`
+        The workers.
+    max_queue_length : `int`
+        Most jobs waiting (not yet running) at once.
+    resolve_inputs : callable
+        ``await resolve_inputs(job)`` → input file paths; raises ValueError with a reason if
+        they never appear (the job then fails with exit code NO_INPUT).
+    on_job_done : callable
+        ``await on_job_done(job)``, called exactly once per job, whatever its end.
+    output_dir_for : callable
+        ``output_dir_for(job)`` → directory for the job's products.
+    simulation_mode : `bool`
+        Whether workers may run the test pipelines.
+    log : `logging.Logger`
+        Logger.
+    """
+
+    def __init__(
+        self,
+        *,
+        pool: WorkerPool,
+        max_queue_length: int,
+        resolve_inputs: InputResolver,
+        on_job_done: JobCallback,
+        output_dir_for: Callable[[Job], str],
+        simulation_mode: bool,
+        log: logging.Logger | None = None,
+    ) -> None:
+        self.pool = pool
+        self.max_queue_length = max_queue_length
+        self.resolve_inputs = resolve_inputs
+        self.on_job_done = on_job_done
+        self.output_dir_for = output_dir_for
+        self.simulation_mode = simulation_mode
+        self.log = log or logging.getLogger(__name__)
+        self.jobs: dict[str, Job] = {}
+        self._queued: list[Job] = []
+        self._ready: set[str] = set()
+        self._running: dict[str, asyncio.Task] = {}
+        self._input_tasks: dict[str, asyncio.Task] = {}
+        self._futures: dict[str, Any] = {}
+        self._done_futures: dict[str, asyncio.Future] = {}
+        self._wake = asyncio.Event()
+        self._dispatch_task: asyncio.Task | None = None
+        self.n_succeeded = 0
+        self.n_failed = 0
+        self._closing = False
+
+    # -- counts --
+
+    @property
+    def n_queued(self) -> int:
+        """Jobs accepted and not yet running."""
+        return len(self._queued)
+
+    @property
+    def n_running(self) -> int:
+        """Jobs handed to the pool."""
+        return len(self._running)
+
+    @property
+    def slots(self) -> int:
+        """How many jobs may run at once (the pool's threads; at least 1)."""
+        return max(1, self.pool.info.n_threads)
+
+    def oldest_queued_age(self) -> float:
+        """Seconds the oldest queued job has waited (0 if none)."""
+        if not self._queued:
+            return 0.0
+        return max(0.0, current_tai() - min(job.submit_time for job in self._queued))
+
+    # -- life cycle --
+
+    def start(self) -> None:
+        """Start dispatching."""
+        self._closing = False
+        if self._dispatch_task is None or self._dispatch_task.done():
+            self._dispatch_task = asyncio.create_task(self._dispatch_loop())
+
+    async def stop(self, reason: str = "the CSC stopped processing") -> None:
+        """Abort every queued and running job (each gets its jobResult) and stop dispatching."""
+        self._closing = True
+        if self._dispatch_task is not None:
+            self._dispatch_task.cancel()
+            self._dispatch_task = None
+        for job in list(self._queued) + [self.jobs[j] for j in list(self._running)]:
+            await self.abort(job.job_id, reason=f"aborted: {reason}")
+        if self._running:
+            await asyncio.wait(list(self._running.values()), timeout=10)
+
+    # -- requests --
+
+    def submit(self, job: Job) -> Job:
+        """Accept a job into the queue.
+
+        Raises
+        ------
+        QueueFullError
+            If the queue is full.
+        """
+        if self.n_queued >= self.max_queue_length:
+            raise QueueFullError(
+                f"queue full: {self.n_queued} jobs waiting (max_queue_length={self.max_queue_length}); try again later"
+            )
+        self.jobs[job.job_id] = job
+        self._queued.append(job)
+        self._done_futures[job.job_id] = asyncio.get_running_loop().create_future()
+        self._input_tasks[job.job_id] = asyncio.create_task(self._resolve(job))
+        return job
+
+    async def wait_done(self, job_id: str) -> Job:
+        """Wait until the job has ended; return it."""
+        await asyncio.shield(self._done_futures[job_id])
+        return self.jobs[job_id]
+
+    async def abort(self, job_id: str, reason: str = "aborted by request") -> Job:
+        """Abort a queued or running job.
+
+        Raises
+        ------
+        KeyError
+            No such job.
+        ValueError
+            The job has already ended.
+        """
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise KeyError(f"no job {job_id!r}")
+        if job.done:
+            raise ValueError(f"job {job_id} already ended ({job.state.value})")
+        if job.state == JobState.QUEUED:
+            task = self._input_tasks.pop(job_id, None)
+            if task is not None:
+                task.cancel()
+            self._remove_queued(job)
+            await self._finish(job, JobState.ABORTED, ExitCode.ABORTED, reason)
+            return job
+        # Running: tell the pipeline (it checks the flag) and stop waiting for it.
+        job.error_report = reason
+        await self._signal_abort(job_id)
+        future = self._futures.get(job_id)
+        if future is not None:
+            await future.cancel()
+        task = self._running.get(job_id)
+        if task is not None:
+            await asyncio.wait([task], timeout=5)
+        return job
+
+    # -- internals --
+
+    def _remove_queued(self, job: Job) -> None:
+        if job in self._queued:
+            self._queued.remove(job)
+        self._ready.discard(job.job_id)
+
+    async def _resolve(self, job: Job) -> None:
+        try:
+            job.inputs = await self.resolve_inputs(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self._remove_queued(job)
+            await self._finish(job, JobState.FAILED, ExitCode.NO_INPUT, str(e))
+            return
+        finally:
+            self._input_tasks.pop(job.job_id, None)
+        self._ready.add(job.job_id)
+        self._wake.set()
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self.n_running < self.slots and not self._closing:
+                ready = [j for j in self._queued if j.job_id in self._ready]
+                if not ready:
+                    break
+                job = min(ready, key=lambda j: j.queue_key)
+                self._remove_queued(job)
+                self._running[job.job_id] = asyncio.create_task(self._run(job))
+
+    async def _signal_abort(self, job_id: str) -> None:
+        client = self.pool.client
+        if client is None:
+            return
+        try:
+            await asyncio.wait_for(Event(abort_event_name(job_id), client=client).set(), 5)
+        except Exception as e:
+            self.log.warning("Could not signal abort of %s to the workers: %r", job_id, e)
+
+    async def _clear_abort(self, job_id: str) -> None:
+        client = self.pool.client
+        if client is None:
+            return
+        try:
+            await asyncio.wait_for(Event(abort_event_name(job_id), client=client).clear(), 5)
+        except Exception:
+            pass
+
+    async def _run(self, job: Job) -> None:
+        job.state = JobState.RUNNING
+        job.start_time = current_tai()
+        client = self.pool.client
+        waiter: asyncio.Future | None = None
+        try:
+            if client is None:
+                raise ConnectionError("the worker pool is not running")
+            future = client.submit(
+                run_job,
+                job.job_id,
+                job.pipeline,
+                job.inputs,
+                job.config,
+                self.output_dir_for(job),
+                self.simulation_mode,
+                key=f"{job.pipeline}-{job.job_id}",
+                pure=False,
+                priority=job.priority,
+            )
+            self._futures[job.job_id] = future
+            waiter = asyncio.ensure_future(future.result())
+            done, _ = await asyncio.wait({waiter}, timeout=job.time_limit)
+            if not done:
+                # Dask's cancel does not stop running code: the pipeline sees the abort flag.
+                await self._signal_abort(job.job_id)
+                await future.cancel()
+                await self._finish(
+                    job, JobState.TIMED_OUT, ExitCode.TIMED_OUT, f"timed out after {job.time_limit:g} s (time limit)"
+                )
+                return
+            outcome = waiter.result()
+            job.outcome = outcome
+            job.start_time = outcome.get("start_time", job.start_time)
+            state = {"succeeded": JobState.SUCCEEDED, "aborted": JobState.ABORTED}.get(
+                outcome["status"], JobState.FAILED
+            )
+            message = job.error_report if state == JobState.ABORTED and job.error_report else outcome["message"]
+            await self._finish(job, state, outcome["exit_code"], message, outcome.get("end_time"))
+        except FutureCancelledError:
+            # Cancelled by abort(): the reason is already in error_report.
+            await self._finish(job, JobState.ABORTED, ExitCode.ABORTED, job.error_report or "aborted")
+        except asyncio.CancelledError:
+            await self._finish(job, JobState.ABORTED, ExitCode.ABORTED, job.error_report or "aborted: CSC closing")
+            raise
+        except KilledWorker as e:
+            await self._finish(
+                job, JobState.FAILED, ExitCode.WORKER_DIED, f"the worker process died while running this job: {e}"
+            )
+        except Exception as e:
+            code = ExitCode.POOL_LOST if not self.pool.running else ExitCode.CRASHED
+            await self._finish(job, JobState.FAILED, code, f"could not run on the worker pool: {type(e).__name__}: {e}")
+        finally:
+            if waiter is not None and not waiter.done():
+                waiter.cancel()
+            self._futures.pop(job.job_id, None)
+            self._running.pop(job.job_id, None)
+            self._wake.set()
+
+    async def _finish(
+        self, job: Job, state: JobState, exit_code: int, message: str, end_time: float | None = None
+    ) -> None:
+        if job.done:
+            return
+        job.state = state
+        job.exit_code = int(exit_code)
+        job.error_report = "" if state == JobState.SUCCEEDED else message
+        job.end_time = end_time or current_tai()
+        if state == JobState.SUCCEEDED:
+            self.n_succeeded += 1
+        else:
+            self.n_failed += 1
+        if state in (JobState.ABORTED, JobState.TIMED_OUT):
+            await self._clear_abort(job.job_id)
+        try:
+            await self.on_job_done(job)
+        except Exception:
+            self.log.exception("Publishing the result of job %s failed", job.job_id)
+        future = self._done_futures.pop(job.job_id, None)
+        if future is not None and not future.done():
+            future.set_result(job)
+        # Keep a bounded history of ended jobs for abortJob messages and status.
+        if len(self.jobs) > 10_000:
+            for old_id in [j for j, old in self.jobs.items() if old.done][:1000]:
+                del self.jobs[old_id]

@@ -1,0 +1,122 @@
+"""A job: one pipeline run on one data id, from request to its single jobResult."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import itertools
+import json
+import uuid
+from typing import Any
+
+from ..data.data_id import DataId
+
+__all__ = ["Job", "JobState", "Trigger", "new_job_id", "FINAL_STATES", "ExitCode"]
+
+
+class JobState(enum.StrEnum):
+    """Where a job is: queued → running → one of the final states."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ABORTED = "aborted"
+    TIMED_OUT = "timed_out"
+
+
+FINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.ABORTED, JobState.TIMED_OUT})
+
+
+class Trigger(enum.StrEnum):
+    """What asked for a job."""
+
+    COMMAND = "command"
+    AUTONOMOUS = "autonomous"
+    CATCHUP = "catchup"
+
+
+class ExitCode(enum.IntEnum):
+    """jobResult.exitCode values the CSC itself assigns (pipelines use 2 and up)."""
+
+    SUCCESS = 0
+    CRASHED = 1  # the pipeline raised an unexpected exception
+    NO_INPUT = 3  # the raws never appeared
+    WORKER_DIED = 4  # the worker process died (repeatedly) while running it
+    ABORTED = 255  # as OCPS's abort_job
+    TIMED_OUT = 124  # as timeout(1)
+    POOL_LOST = 5  # the Dask scheduler went away
+
+
+_sequence = itertools.count(1)
+
+
+def new_job_id() -> str:
+    """A short unique job id."""
+    return f"ra-{uuid.uuid4().hex[:12]}"
+
+
+@dataclasses.dataclass(eq=False)
+class Job:
+    """One job and everything known about it.
+
+    Attributes
+    ----------
+    job_id : `str`
+    pipeline : `str`
+    data_id : `DataId`
+    config : `dict`
+        The validated configuration (defaults merged with the override).
+    trigger : `Trigger`
+    time_limit : `float`
+        Seconds from the start of running.
+    submit_time : `float`
+        TAI when accepted.
+    priority : `int`
+        Higher runs first; ties run newest first.
+    """
+
+    job_id: str
+    pipeline: str
+    data_id: DataId
+    config: dict[str, Any]
+    trigger: Trigger
+    time_limit: float
+    submit_time: float
+    priority: int = 0
+    state: JobState = JobState.QUEUED
+    sequence: int = dataclasses.field(default_factory=lambda: next(_sequence))
+    start_time: float = 0.0
+    end_time: float = 0.0
+    exit_code: int = 0
+    error_report: str = ""
+    outcome: dict[str, Any] = dataclasses.field(default_factory=dict)
+    inputs: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        """Whether the job has ended."""
+        return self.state in FINAL_STATES
+
+    @property
+    def image_name(self) -> str:
+        """The image this job is about (obsid or group id)."""
+        return self.data_id.obsid or self.data_id.group_id or ""
+
+    @property
+    def queue_key(self) -> tuple[int, int]:
+        """Sort key: highest priority first, then newest first."""
+        return (-self.priority, -self.sequence)
+
+    def result_json(self) -> str:
+        """The jobResult.result JSON: the pipeline's summary, metrics and products."""
+        result = self.outcome.get("result") or {}
+        return json.dumps(
+            {
+                "summary": result.get("summary", {}),
+                "metrics": result.get("metrics", {}),
+                "products": [p["path"] for p in result.get("products", [])],
+            },
+            default=str,
+            allow_nan=True,
+        )

@@ -1,0 +1,175 @@
+"""What a pipeline is: a named function of input files and a validated configuration.
+
+Pipelines run in Dask worker processes. They receive a `PipelineContext` (job id, where to write
+products, how to notice an abort) and return a `PipelineResult`: metrics per image and per
+detector, the SAL telemetry to publish, and product files. A pipeline raises `PipelineError`
+for a failure it understands (a clear reason, no traceback); anything else is a crash.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import pathlib
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import pydantic
+
+__all__ = [
+    "Pipeline",
+    "PipelineConfig",
+    "PipelineContext",
+    "PipelineResult",
+    "Product",
+    "TelemetrySample",
+    "PipelineError",
+    "JobAborted",
+]
+
+
+class PipelineError(Exception):
+    """A failure the pipeline understands (bad input, nothing to measure): reported, not a crash.
+
+    Parameters
+    ----------
+    message : `str`
+        Reason, for the jobResult errorReport.
+    exit_code : `int`
+        Non-zero code for jobResult.exitCode (default 2).
+    """
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class JobAborted(Exception):
+    """Raised by `PipelineContext.check_cancelled` when the job has been aborted."""
+
+
+class PipelineConfig(pydantic.BaseModel):
+    """Base of pipeline configuration models: unknown fields are errors."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+
+class Product(pydantic.BaseModel):
+    """A file a pipeline wrote (a plot, a table); announced with largeFileObjectAvailable."""
+
+    path: str
+    mime_type: str = "image/png"
+    description: str = ""
+
+
+class TelemetrySample(pydantic.BaseModel):
+    """One sample of a RapidAnalysis telemetry topic to publish (e.g. ``sfmDetectorMetrics``)."""
+
+    topic: str
+    fields: dict[str, Any]
+
+
+class PipelineResult(pydantic.BaseModel):
+    """What a pipeline run produced.
+
+    Attributes
+    ----------
+    image_name : `str`
+        The image (obsid) it concerns, if any.
+    metrics : `dict` [`str`, `float`]
+        Per-image metrics (stored in the results database).
+    detector_metrics : `list` [`dict`]
+        Per-detector rows; each must have ``detector`` (int) and numeric metrics.
+    telemetry : `list` [`TelemetrySample`]
+        SAL telemetry samples to write.
+    products : `list` [`Product`]
+        Files written under the job's output directory.
+    summary : `dict`
+        Small JSON-able summary for jobResult.result.
+    """
+
+    image_name: str = ""
+    metrics: dict[str, float | int | None] = pydantic.Field(default_factory=dict)
+    detector_metrics: list[dict[str, Any]] = pydantic.Field(default_factory=list)
+    telemetry: list[TelemetrySample] = pydantic.Field(default_factory=list)
+    products: list[Product] = pydantic.Field(default_factory=list)
+    summary: dict[str, Any] = pydantic.Field(default_factory=dict)
+
+
+class PipelineContext:
+    """What a running pipeline may know and do besides its inputs.
+
+    Parameters
+    ----------
+    job_id : `str`
+        The job.
+    output_dir : `pathlib.Path`
+        Where to write products (created on demand).
+    is_cancelled : callable
+        Returns True once the job is aborted or timed out.
+    """
+
+    def __init__(self, job_id: str, output_dir: pathlib.Path, is_cancelled: Callable[[], bool] | None = None) -> None:
+        self.job_id = job_id
+        self.output_dir = output_dir
+        self._is_cancelled = is_cancelled or (lambda: False)
+        self.log = logging.getLogger(f"rapidanalysis.job.{job_id}")
+
+    def check_cancelled(self) -> None:
+        """Raise `JobAborted` if the job was aborted; call between stages of long work."""
+        if self._is_cancelled():
+            raise JobAborted(f"job {self.job_id} was aborted")
+
+    def product_path(self, file_name: str) -> pathlib.Path:
+        """A path for a product file in this job's output directory."""
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        return self.output_dir / file_name
+
+
+class Pipeline(abc.ABC):
+    """A named pipeline.
+
+    Class attributes
+    ----------------
+    name : `str`
+        Name used in ``processData`` (e.g. ``sfm``).
+    description : `str`
+        One line for listings.
+    Config : `type` [`PipelineConfig`]
+        Its configuration model; ``processData`` overrides are validated against it.
+    simulation_only : `bool`
+        Only available in simulation mode (test pipelines).
+    requires_inputs : `bool`
+        Whether the CSC must find raw files for the dataId before running it.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    Config: ClassVar[type[PipelineConfig]] = PipelineConfig
+    simulation_only: ClassVar[bool] = False
+    requires_inputs: ClassVar[bool] = True
+
+    @classmethod
+    def make_config(cls, *layers: dict[str, Any]) -> PipelineConfig:
+        """Validate configuration layers merged in order (defaults, site, override).
+
+        Raises
+        ------
+        ValueError
+            Naming each bad field and why.
+        """
+        merged: dict[str, Any] = {}
+        for layer in layers:
+            merged.update(layer or {})
+        try:
+            return cls.Config(**merged)
+        except pydantic.ValidationError as e:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or '(config)'}: {err['msg']}" for err in e.errors()
+            )
+            raise ValueError(f"bad configuration for pipeline {cls.name!r}: {problems}") from None
+
+    @abc.abstractmethod
+    def run(self, inputs: list[pathlib.Path], config: PipelineConfig, context: PipelineContext) -> PipelineResult:
+        """Run on ``inputs`` (files) with ``config``; return what it measured."""
+        raise NotImplementedError()

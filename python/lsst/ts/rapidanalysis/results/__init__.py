@@ -1,0 +1,3 @@
+"""Results that last: the results database (jobs, metrics, products)."""
+
+from .database import *  # noqa: F403

@@ -1,0 +1,795 @@
+"""The results database: jobs and their per-image and per-detector metrics and products.
+
+The CSC records a job when it is queued and updates it when it ends; when the job succeeded it
+also records the metrics and product files of its `PipelineResult`. Notebooks open the same
+database (`open_results`) and get `astropy.table.Table` objects back, while the CSC keeps writing.
+
+Why SQLAlchemy Core rather than the ORM: the schema is four flat tables written in bulk
+(``executemany`` of metric rows) and read into astropy tables, so mapped objects, identity maps
+and sessions would only add cost; Core still gives portable SQL. Everything here is plain
+SQLAlchemy constructs, so the same code runs on the default SQLite file and on a site's
+PostgreSQL server (``postgresql+psycopg://...``; the driver is the site's to install). The only
+dialect-specific code is the SQLite connection set-up, which the SQLite backend needs:
+
+- WAL journal mode, so a notebook reads while the CSC writes;
+- a busy timeout, so concurrent writers wait instead of failing with "database is locked";
+- ``BEGIN IMMEDIATE`` for write transactions (taken over from the ``sqlite3`` module, whose
+  legacy transaction handling begins lazily), so a writer takes the write lock up front, where
+  the busy timeout applies, rather than failing when it upgrades a read lock;
+- ``foreign_keys=ON``, so SQLite enforces what PostgreSQL enforces;
+- ``check_same_thread=False``, since the CSC writes from executor threads.
+
+Times are TAI unix seconds (floats), as in SAL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import json
+import logging
+import math
+import numbers
+import os
+import pathlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import sqlalchemy as sa
+from astropy.table import Column, MaskedColumn, Table
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "JOB_STATES",
+    "JOB_TRIGGERS",
+    "ResultsDatabase",
+    "open_results",
+]
+
+_log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+"""Version of the table layout, stored in ``ra_meta``; bump it with every schema change."""
+
+JOB_TRIGGERS = ("command", "autonomous", "catchup")
+JOB_STATES = ("queued", "running", "succeeded", "failed", "aborted", "timed_out")
+
+_JSON_FIELDS = ("data_id", "result", "config")
+
+# Fixed columns of the wide metrics table; a metric with one of these names would clash.
+_WIDE_KEY_COLUMNS = ("job_id", "pipeline", "image_name", "detector", "end_time")
+# Keys of a detector row that identify the detector rather than measure it.
+_DETECTOR_KEYS = ("detector", "detectorName")
+
+_metadata = sa.MetaData()
+
+# Double, not Float: TAI unix seconds need 53 bits to keep microseconds.
+_Time = sa.Double
+
+# Metric rows grow fastest (a full LSSTCam night is millions): 64-bit ids on servers; SQLite
+# only autoincrements an INTEGER PRIMARY KEY (which is 64-bit there anyway).
+_Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+ra_meta = sa.Table(
+    "ra_meta",
+    _metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+ra_job = sa.Table(
+    "ra_job",
+    _metadata,
+    sa.Column("job_id", sa.String(128), primary_key=True),
+    sa.Column("instrument", sa.String(64)),
+    sa.Column("pipeline", sa.String(128)),
+    sa.Column("data_id", sa.Text),
+    sa.Column("image_name", sa.String(128)),
+    # Enumerations are checked in Python, not with a native ENUM (PostgreSQL's needs CREATE TYPE
+    # and a migration to extend).
+    sa.Column("trigger", sa.String(16)),
+    sa.Column("state", sa.String(16)),
+    sa.Column("success", sa.Boolean),
+    sa.Column("exit_code", sa.Integer),
+    sa.Column("error_report", sa.Text),
+    sa.Column("submit_time", _Time),
+    sa.Column("start_time", _Time),
+    sa.Column("end_time", _Time),
+    sa.Column("duration", _Time),
+    sa.Column("result", sa.Text),
+    sa.Column("config", sa.Text),
+    sa.Index("ix_ra_job_submit_time", "submit_time"),
+    sa.Index("ix_ra_job_image_name", "image_name"),
+)
+
+ra_metric = sa.Table(
+    "ra_metric",
+    _metadata,
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.String(128), sa.ForeignKey("ra_job.job_id", ondelete="CASCADE"), nullable=False),
+    sa.Column("image_name", sa.String(128), nullable=False),
+    sa.Column("detector", sa.Integer, nullable=True),  # NULL: a per-image metric
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("value", sa.Double, nullable=True),  # NULL: NaN or no value
+    sa.Index("ix_ra_metric_image_name", "image_name"),
+    sa.Index("ix_ra_metric_job_id", "job_id"),
+    sa.Index("ix_ra_metric_name", "name"),
+)
+
+ra_product = sa.Table(
+    "ra_product",
+    _metadata,
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.String(128), sa.ForeignKey("ra_job.job_id", ondelete="CASCADE"), nullable=False),
+    sa.Column("image_name", sa.String(128)),
+    sa.Column("path", sa.Text),
+    sa.Column("url", sa.Text),
+    sa.Column("mime_type", sa.String(128)),
+    sa.Column("byte_size", sa.BigInteger),
+    sa.Column("checksum", sa.String(256)),
+    sa.Column("description", sa.Text),
+    sa.Column("created", _Time),
+    sa.Index("ix_ra_product_image_name", "image_name"),
+    sa.Index("ix_ra_product_job_id", "job_id"),
+)
+
+_Kind = Literal["str", "float", "int", "bool"]
+
+
+def _kind(column: sa.Column) -> _Kind:
+    """The astropy column kind for a database column."""
+    if isinstance(column.type, sa.Boolean):
+        return "bool"
+    if isinstance(column.type, sa.Integer):
+        return "int"
+    if isinstance(column.type, sa.Float):  # Double is a Float
+        return "float"
+    return "str"
+
+
+def _spec(table: sa.Table) -> list[tuple[str, _Kind]]:
+    return [(c.name, _kind(c)) for c in table.columns]
+
+
+_JOB_SPEC = _spec(ra_job)
+_PRODUCT_SPEC = _spec(ra_product)
+
+
+def _astropy_column(name: str, kind: _Kind, values: Sequence[Any]) -> Column:
+    """An astropy column from database values, NULL as "" (str), NaN (float) or masked (int, bool)."""
+    if kind == "str":
+        return Column(["" if v is None else str(v) for v in values], name=name, dtype=str)
+    if kind == "float":
+        return Column([np.nan if v is None else float(v) for v in values], name=name, dtype=np.float64)
+    dtype = np.int64 if kind == "int" else np.bool_
+    data = np.array([0 if v is None else v for v in values], dtype=dtype)
+    return MaskedColumn(data, name=name, mask=[v is None for v in values], dtype=dtype)
+
+
+def _to_table(rows: Sequence[Sequence[Any]], spec: Sequence[tuple[str, _Kind]]) -> Table:
+    return Table([_astropy_column(name, kind, [r[i] for r in rows]) for i, (name, kind) in enumerate(spec)])
+
+
+def _as_url(url_or_path: str | os.PathLike[str] | sa.URL) -> sa.URL:
+    """A SQLAlchemy URL from a URL or a plain file path (which means a SQLite file)."""
+    if isinstance(url_or_path, sa.URL):
+        return url_or_path
+    text = os.fspath(url_or_path)
+    if "://" in text:
+        return sa.make_url(text)
+    path = pathlib.Path(text).expanduser().absolute()
+    return sa.URL.create("sqlite", database=str(path))
+
+
+def _is_memory(url: sa.URL) -> bool:
+    return url.database in (None, "", ":memory:")
+
+
+def _one_of(column: sa.ColumnElement[Any], value: str | Iterable[str]) -> sa.ColumnElement[bool]:
+    """``column = value`` for one value, ``column IN (...)`` for several."""
+    if isinstance(value, str):
+        return column == value
+    return column.in_(list(value))
+
+
+def _metric_value(value: Any) -> tuple[bool, float | None]:
+    """Whether ``value`` is a storable metric, and its stored form (NaN and None as NULL)."""
+    if value is None:
+        return True, None
+    if isinstance(value, bool | np.bool_):
+        return True, float(bool(value))
+    if isinstance(value, numbers.Real):  # includes numpy integer and floating scalars
+        f = float(value)
+        return True, None if math.isnan(f) else f
+    return False, None
+
+
+def _enum_text(field: str, value: Any, allowed: tuple[str, ...]) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if value not in allowed:
+        raise ValueError(f"{field}={value!r} is not one of {', '.join(allowed)}")
+    return str(value)
+
+
+def _json_text(value: Any) -> str | None:
+    """JSON fields may be given as text (stored as is) or as JSON-able objects."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+class ResultsDatabase:
+    """Jobs, metrics and products of Rapid Analysis, in SQLite or PostgreSQL.
+
+    Writes are synchronous and each is one transaction; the CSC calls them from a thread
+    executor, and one instance may be used from many threads at once. Queries return
+    `astropy.table.Table` objects, empty (with the documented columns) when nothing matches.
+
+    Parameters
+    ----------
+    url : `str`, path-like or `sqlalchemy.URL`
+        ``sqlite:///path/to/file.sqlite3`` (the default kind; parent directories are created),
+        ``postgresql+psycopg://user@host/db`` at a site, or a plain file path (a SQLite file).
+    create : `bool`
+        Create the tables if they are missing (and the SQLite file with its directories). If
+        False, the database must already exist: `FileNotFoundError` for a missing SQLite file,
+        `RuntimeError` for a database without the results tables.
+    busy_timeout : `float`
+        SQLite only: seconds a connection waits for another's write lock before giving up.
+    **engine_kwargs
+        Passed to `sqlalchemy.create_engine` (e.g. ``pool_size`` for a server).
+
+    Raises
+    ------
+    RuntimeError
+        If the database has a different schema version than this code.
+
+    Notes
+    -----
+    Tables (all times TAI unix seconds):
+
+    - ``ra_job``: one row per job, key ``job_id``; ``data_id``, ``result`` and ``config`` are
+      JSON text; ``trigger`` is one of `JOB_TRIGGERS`, ``state`` one of `JOB_STATES`.
+    - ``ra_metric``: one row per (job, image, detector, metric name); ``detector`` NULL for
+      per-image metrics; ``value`` NULL for NaN.
+    - ``ra_product``: one row per product file.
+    - ``ra_meta``: ``schema_version``.
+    """
+
+    def __init__(
+        self,
+        url: str | os.PathLike[str] | sa.URL,
+        *,
+        create: bool = True,
+        busy_timeout: float = 30.0,
+        **engine_kwargs: Any,
+    ) -> None:
+        self.url = _as_url(url)
+        self._closed = False
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        if self.is_sqlite:
+            self._engine = self._make_sqlite_engine(create, busy_timeout, engine_kwargs)
+        else:
+            # pre_ping: the CSC holds connections for days; a server restart must not break it.
+            engine_kwargs.setdefault("pool_pre_ping", True)
+            self._engine = sa.create_engine(self.url, **engine_kwargs)
+        # Writes go through an engine view whose connections begin with BEGIN IMMEDIATE on SQLite.
+        self._write_engine = self._engine.execution_options(ra_write=True)
+        try:
+            self._init_schema(create)
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    def _make_sqlite_engine(self, create: bool, busy_timeout: float, engine_kwargs: dict[str, Any]) -> sa.Engine:
+        connect_args = dict(engine_kwargs.pop("connect_args", {}))
+        connect_args.setdefault("check_same_thread", False)
+        connect_args.setdefault("timeout", busy_timeout)  # sqlite3's busy timeout
+        if _is_memory(self.url):
+            # One shared connection, or every checkout would see a new empty database.
+            engine_kwargs.setdefault("poolclass", sa.StaticPool)
+        else:
+            path = pathlib.Path(self.url.database)
+            if create:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            elif not path.exists():
+                raise FileNotFoundError(f"no results database at {path}")
+        engine = sa.create_engine(self.url, connect_args=connect_args, **engine_kwargs)
+
+        @sa.event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Take transaction control from the sqlite3 module (see _on_begin).
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                # NORMAL is durable across application crashes in WAL mode and much faster than FULL.
+                cursor.execute("PRAGMA synchronous=NORMAL")
+                cursor.execute("PRAGMA foreign_keys=ON")
+            finally:
+                cursor.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _on_begin(conn: sa.Connection) -> None:
+            # Writers take the write lock at BEGIN, where the busy timeout applies; readers take a
+            # consistent snapshot (a deferred BEGIN) and never block the writer in WAL mode.
+            write = conn.get_execution_options().get("ra_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+        return engine
+
+    def _init_schema(self, create: bool) -> None:
+        key = "schema_version"
+        if create:
+            with self._write() as conn:
+                _metadata.create_all(conn)
+                version = conn.scalar(sa.select(ra_meta.c.value).where(ra_meta.c.key == key))
+                if version is None:
+                    version = str(SCHEMA_VERSION)
+                    conn.execute(sa.insert(ra_meta).values(key=key, value=version))
+        else:
+            with self._read() as conn:
+                if not sa.inspect(conn).has_table(ra_meta.name):
+                    raise RuntimeError(f"{self!r} has no results tables")
+                version = conn.scalar(sa.select(ra_meta.c.value).where(ra_meta.c.key == key))
+        if version != str(SCHEMA_VERSION):
+            raise RuntimeError(f"{self!r} has results schema version {version}; this code uses {SCHEMA_VERSION}")
+
+    def __repr__(self) -> str:
+        return f"ResultsDatabase({self.url.render_as_string(hide_password=True)!r})"
+
+    # Connections and lifetime
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        """One write transaction: commits on success, rolls back on error."""
+        self._check_open()
+        with self._write_engine.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        """A connection for queries (one snapshot; rolled back at the end)."""
+        self._check_open()
+        with self._engine.connect() as conn:
+            yield conn
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"{self!r} is closed")
+
+    @property
+    def closed(self) -> bool:
+        """True once `close` was called."""
+        return self._closed
+
+    def close(self) -> None:
+        """Close all connections (dispose of the engine). Calling it again does nothing."""
+        if not self._closed:
+            self._closed = True
+            self._engine.dispose()
+
+    def __enter__(self) -> ResultsDatabase:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # Writes
+
+    def record_job(self, job_id: str, **fields: Any) -> None:
+        """Insert a job, or update the given fields of an existing one (an upsert by job_id).
+
+        Fields not given keep their stored values, so a job recorded when queued can be updated
+        with only what changed when it ends.
+
+        Parameters
+        ----------
+        job_id : `str`
+            The job.
+        **fields
+            Any of the other ``ra_job`` columns: ``instrument``, ``pipeline``, ``data_id``,
+            ``image_name``, ``trigger``, ``state``, ``success``, ``exit_code``, ``error_report``,
+            ``submit_time``, ``start_time``, ``end_time``, ``duration``, ``result``, ``config``.
+            ``data_id``, ``result`` and ``config`` may be JSON text or JSON-able objects;
+            ``trigger`` and ``state`` may be strings or enums with string values.
+
+        Raises
+        ------
+        ValueError
+            For an unknown field or a ``trigger``/``state`` outside the allowed values.
+        """
+        values = self._job_values(fields)
+        key = ra_job.c.job_id == job_id
+        # Update first, then insert: portable (no dialect upsert). Two writers inserting the same
+        # new job race at INSERT; the loser retries, and its UPDATE then finds the row.
+        for attempt in range(2):
+            try:
+                with self._write() as conn:
+                    if values:
+                        found = conn.execute(sa.update(ra_job).where(key).values(values)).rowcount > 0
+                    else:
+                        found = conn.scalar(sa.select(sa.func.count()).select_from(ra_job).where(key)) > 0
+                    if not found:
+                        conn.execute(sa.insert(ra_job).values(job_id=job_id, **values))
+                return
+            except sa.exc.IntegrityError:
+                if attempt:
+                    raise
+
+    @staticmethod
+    def _job_values(fields: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = set(fields) - set(ra_job.c.keys())
+        if unknown:
+            raise ValueError(f"unknown job fields {sorted(unknown)}")
+        values = dict(fields)
+        if "trigger" in values:
+            values["trigger"] = _enum_text("trigger", values["trigger"], JOB_TRIGGERS)
+        if "state" in values:
+            values["state"] = _enum_text("state", values["state"], JOB_STATES)
+        for name in _JSON_FIELDS:
+            if name in values:
+                values[name] = _json_text(values[name])
+        if values.get("success") is not None:
+            values["success"] = bool(values["success"])
+        return values
+
+    def record_metrics(
+        self,
+        job_id: str,
+        image_name: str,
+        metrics: Mapping[str, Any] | None = None,
+        detector_metrics: Iterable[Mapping[str, Any]] = (),
+    ) -> int:
+        """Record the per-image and per-detector metrics of a job for one image.
+
+        A call replaces what the same job recorded before for the same image and detectors (the
+        per-image row counts as one detector), so recording a result twice does not duplicate it.
+
+        Parameters
+        ----------
+        job_id : `str`
+            The job; it must have been recorded with `record_job`.
+        image_name : `str`
+            The image (obsid) the metrics concern.
+        metrics : `dict` [`str`, `float` | `int` | `bool` | `None`]
+            Per-image metrics. None and NaN are stored as NULL, bools as 0/1.
+        detector_metrics : `list` [`dict`]
+            Per-detector rows, as in `PipelineResult.detector_metrics`: each with an integer
+            ``detector`` and numeric metrics. ``detectorName`` and other non-numeric values
+            are skipped.
+
+        Returns
+        -------
+        n_values : `int`
+            Number of metric values stored.
+
+        Raises
+        ------
+        ValueError
+            If a detector row has no integer ``detector``, or the job is unknown.
+        """
+        rows: list[dict[str, Any]] = []
+        self._add_metric_rows(rows, job_id, image_name, None, metrics or {})
+        detectors: set[int] = set()
+        for i, det_row in enumerate(detector_metrics):
+            detector = det_row.get("detector")
+            if isinstance(detector, bool) or not isinstance(detector, numbers.Integral):
+                raise ValueError(f"detector_metrics[{i}] has no integer 'detector': {detector!r}")
+            detectors.add(int(detector))
+            measured = {k: v for k, v in det_row.items() if k not in _DETECTOR_KEYS}
+            self._add_metric_rows(rows, job_id, image_name, int(detector), measured)
+        if not rows:
+            return 0
+        replaced = [ra_metric.c.detector.in_(sorted(detectors))] if detectors else []
+        if any(r["detector"] is None for r in rows):
+            replaced.append(ra_metric.c.detector.is_(None))
+        try:
+            with self._write() as conn:
+                conn.execute(
+                    sa.delete(ra_metric).where(
+                        ra_metric.c.job_id == job_id, ra_metric.c.image_name == image_name, sa.or_(*replaced)
+                    )
+                )
+                conn.execute(sa.insert(ra_metric), rows)
+        except sa.exc.IntegrityError as e:
+            # The only constraint a metric row can break is its job's foreign key.
+            raise ValueError(f"cannot record metrics of job {job_id!r}: record_job it first ({e.orig})") from e
+        return len(rows)
+
+    @staticmethod
+    def _add_metric_rows(
+        rows: list[dict[str, Any]], job_id: str, image_name: str, detector: int | None, values: Mapping[str, Any]
+    ) -> None:
+        for name, value in values.items():
+            if name in _WIDE_KEY_COLUMNS or name in _DETECTOR_KEYS:
+                _log.warning("Job %s: skipping metric %r, a reserved column name", job_id, name)
+                continue
+            ok, stored = _metric_value(value)
+            if not ok:
+                # Pipelines may put labels (a filter name, say) next to numbers; only numbers are metrics.
+                _log.debug("Job %s: skipping non-numeric metric %s=%r", job_id, name, value)
+                continue
+            rows.append(dict(job_id=job_id, image_name=image_name, detector=detector, name=str(name), value=stored))
+
+    def record_product(
+        self,
+        job_id: str,
+        image_name: str,
+        path: str | os.PathLike[str],
+        url: str = "",
+        mime_type: str = "",
+        byte_size: int | None = None,
+        checksum: str = "",
+        description: str = "",
+        created: float | None = None,
+    ) -> int:
+        """Record a product file (a plot, a table) a job wrote.
+
+        Parameters
+        ----------
+        job_id : `str`
+            The job; it must have been recorded with `record_job`.
+        image_name : `str`
+            The image it concerns ("" if none).
+        path : `str` or path-like
+            Where the file is on the CSC's file system.
+        url : `str`
+            Where others get it (as in largeFileObjectAvailable).
+        mime_type : `str`
+            E.g. ``image/png``.
+        byte_size : `int`, optional
+            File size in bytes.
+        checksum : `str`
+            E.g. ``sha256:...``.
+        description : `str`
+            One line about it.
+        created : `float`, optional
+            TAI unix seconds; now if None.
+
+        Returns
+        -------
+        product_id : `int`
+            The row's id.
+        """
+        if created is None:
+            from ..sal.tai import current_tai  # here, so that notebooks that only read skip DDS imports
+
+            created = current_tai()
+        values = dict(
+            job_id=job_id,
+            image_name=image_name,
+            path=os.fspath(path),
+            url=url,
+            mime_type=mime_type,
+            byte_size=None if byte_size is None else int(byte_size),
+            checksum=checksum,
+            description=description,
+            created=float(created),
+        )
+        try:
+            with self._write() as conn:
+                return conn.execute(sa.insert(ra_product).values(values)).inserted_primary_key[0]
+        except sa.exc.IntegrityError as e:
+            raise ValueError(f"cannot record a product of job {job_id!r}: record_job it first ({e.orig})") from e
+
+    # Queries
+
+    def job(self, job_id: str) -> dict[str, Any] | None:
+        """One job as a dict of its ``ra_job`` columns, or None if unknown.
+
+        ``data_id``, ``result`` and ``config`` are decoded from JSON (left as text if they are
+        not valid JSON); missing values are None.
+        """
+        with self._read() as conn:
+            row = conn.execute(sa.select(ra_job).where(ra_job.c.job_id == job_id)).mappings().first()
+        if row is None:
+            return None
+        job = dict(row)
+        for name in _JSON_FIELDS:
+            if job[name] is not None:
+                with contextlib.suppress(ValueError):
+                    job[name] = json.loads(job[name])
+        return job
+
+    def jobs(
+        self,
+        pipeline: str | Iterable[str] | None = None,
+        image_name: str | Iterable[str] | None = None,
+        state: str | Iterable[str] | None = None,
+        success: bool | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+        newest_first: bool = True,
+    ) -> Table:
+        """Jobs, one row each, with all ``ra_job`` columns.
+
+        Parameters
+        ----------
+        pipeline, image_name, state : `str` or iterable of `str`, optional
+            Only jobs with this value (or one of these values).
+        success : `bool`, optional
+            Only jobs that succeeded (True) or did not (False; jobs not ended yet have neither).
+        since, until : `float`, optional
+            Only jobs submitted at or after ``since`` and before ``until`` (TAI unix seconds).
+        limit : `int`, optional
+            At most this many rows (the newest, if ``newest_first``).
+        newest_first : `bool`
+            Order by submit time, newest first (else oldest first); jobs with no submit time last.
+
+        Returns
+        -------
+        jobs : `astropy.table.Table`
+            Columns as in ``ra_job``: strings ("" for missing), times as floats (NaN for missing),
+            ``success`` and ``exit_code`` masked where missing; JSON columns as text.
+        """
+        query = sa.select(ra_job).where(*self._job_filters(pipeline, image_name, state, since, until))
+        if success is not None:
+            query = query.where(ra_job.c.success == bool(success))
+        if newest_first:
+            query = query.order_by(ra_job.c.submit_time.desc().nulls_last(), ra_job.c.job_id.desc())
+        else:
+            query = query.order_by(ra_job.c.submit_time.asc().nulls_last(), ra_job.c.job_id.asc())
+        if limit is not None:
+            query = query.limit(int(limit))
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return _to_table(rows, _JOB_SPEC)
+
+    @staticmethod
+    def _job_filters(
+        pipeline: str | Iterable[str] | None,
+        image_name: str | Iterable[str] | None,
+        state: str | Iterable[str] | None,
+        since: float | None,
+        until: float | None,
+    ) -> list[sa.ColumnElement[bool]]:
+        filters = []
+        if pipeline is not None:
+            filters.append(_one_of(ra_job.c.pipeline, pipeline))
+        if image_name is not None:
+            filters.append(_one_of(ra_job.c.image_name, image_name))
+        if state is not None:
+            filters.append(_one_of(ra_job.c.state, state))
+        if since is not None:
+            filters.append(ra_job.c.submit_time >= float(since))
+        if until is not None:
+            filters.append(ra_job.c.submit_time < float(until))
+        return filters
+
+    def metrics(
+        self,
+        image_name: str | Iterable[str] | None = None,
+        pipeline: str | Iterable[str] | None = None,
+        names: str | Iterable[str] | None = None,
+        per_detector: bool | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        job_id: str | Iterable[str] | None = None,
+    ) -> Table:
+        """Metrics as a wide table: one row per (job, image, detector), one column per metric.
+
+        Parameters
+        ----------
+        image_name, pipeline, job_id : `str` or iterable of `str`, optional
+            Only metrics of this image, pipeline or job (or one of these).
+        names : `str` or iterable of `str`, optional
+            Only these metrics; their columns come in this order and exist even with no data.
+            Otherwise every metric found, in alphabetical order.
+        per_detector : `bool`, optional
+            True: only per-detector rows; False: only per-image rows; None: both.
+        since, until : `float`, optional
+            Only jobs submitted at or after ``since`` and before ``until`` (TAI unix seconds),
+            as in `jobs`.
+
+        Returns
+        -------
+        metrics : `astropy.table.Table`
+            Columns ``job_id``, ``pipeline``, ``image_name``, ``detector`` (int, masked in
+            per-image rows), ``end_time`` (NaN if the job has not ended), then one float column
+            per metric, NaN where a row has no value. Rows are ordered by ``end_time`` (jobs not
+            ended last), job, image, then detector (the per-image row first).
+
+        Raises
+        ------
+        ValueError
+            If ``names`` has one of the fixed column names.
+        """
+        m = ra_metric.c
+        query = (
+            sa.select(m.job_id, ra_job.c.pipeline, m.image_name, m.detector, ra_job.c.end_time, m.name, m.value)
+            .select_from(ra_metric.join(ra_job, m.job_id == ra_job.c.job_id))
+            .where(*self._job_filters(pipeline, None, None, since, until))
+            .order_by(m.id)  # so that a later value of the same cell wins
+        )
+        if image_name is not None:
+            query = query.where(_one_of(m.image_name, image_name))
+        if job_id is not None:
+            query = query.where(_one_of(m.job_id, job_id))
+        wanted = [names] if isinstance(names, str) else None if names is None else list(names)
+        if wanted is not None:
+            if clash := set(wanted) & set(_WIDE_KEY_COLUMNS):
+                raise ValueError(f"{sorted(clash)} are columns of the table, not metric names")
+            query = query.where(m.name.in_(wanted))
+        if per_detector is True:
+            query = query.where(m.detector.is_not(None))
+        elif per_detector is False:
+            query = query.where(m.detector.is_(None))
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+
+        # Pivot in Python: portable, where SQL pivots are not (and the metric names are data).
+        wide: dict[tuple[str, str, int | None], tuple[str | None, float | None, dict[str, float | None]]] = {}
+        for job, pipe, image, detector, end_time, name, value in rows:
+            wide.setdefault((job, image, detector), (pipe, end_time, {}))[2][name] = value
+        metric_names = wanted if wanted is not None else sorted({row[5] for row in rows})
+
+        def order(item: tuple[tuple[str, str, int | None], Any]) -> tuple[Any, ...]:
+            (job, image, detector), (_, end_time, _) = item
+            return (end_time is None, end_time or 0.0, job, image, detector is not None, detector or 0)
+
+        items = sorted(wide.items(), key=order)
+        table = _to_table(
+            [(job, pipe, image, detector, end_time) for (job, image, detector), (pipe, end_time, _) in items],
+            list(zip(_WIDE_KEY_COLUMNS, ("str", "str", "str", "int", "float"), strict=True)),
+        )
+        for name in metric_names:
+            table[name] = _astropy_column(name, "float", [values.get(name) for _, (_, _, values) in items])
+        return table
+
+    def products(
+        self, image_name: str | Iterable[str] | None = None, job_id: str | Iterable[str] | None = None
+    ) -> Table:
+        """Product files, oldest first, with all ``ra_product`` columns.
+
+        Parameters
+        ----------
+        image_name, job_id : `str` or iterable of `str`, optional
+            Only products of this image or job (or one of these).
+
+        Returns
+        -------
+        products : `astropy.table.Table`
+            Columns as in ``ra_product``; ``byte_size`` masked where unknown.
+        """
+        query = sa.select(ra_product).order_by(ra_product.c.created, ra_product.c.id)
+        if image_name is not None:
+            query = query.where(_one_of(ra_product.c.image_name, image_name))
+        if job_id is not None:
+            query = query.where(_one_of(ra_product.c.job_id, job_id))
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return _to_table(rows, _PRODUCT_SPEC)
+
+
+def open_results(
+    url_or_path: str | os.PathLike[str] | sa.URL, *, create: bool = False, **kwargs: Any
+) -> ResultsDatabase:
+    """Open a results database, e.g. from a notebook.
+
+    Parameters
+    ----------
+    url_or_path : `str`, path-like or `sqlalchemy.URL`
+        A database URL, or the path of a SQLite file.
+    create : `bool`
+        Create the database if missing. False by default, so that a mistyped path is an error
+        rather than a new empty database.
+    **kwargs
+        Passed to `ResultsDatabase`.
+
+    Returns
+    -------
+    db : `ResultsDatabase`
+        Use it as a context manager, or call ``close()`` when done.
+
+    Examples
+    --------
+    >>> with open_results("/data/rapidanalysis/results.sqlite3") as db:  # doctest: +SKIP
+    ...     fwhm = db.metrics(pipeline="sfm", names=["psfFwhm"], per_detector=True)
+    """
+    return ResultsDatabase(url_or_path, create=create, **kwargs)
