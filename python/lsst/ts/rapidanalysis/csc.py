@@ -7,6 +7,7 @@ import asyncio
 import enum
 import hashlib
 import json
+import logging
 import os
 import pathlib
 import re
@@ -292,7 +293,7 @@ class RapidAnalysisCsc(ConfigurableCsc):
             self.job_manager.submit(job)
         except QueueFullError as e:
             raise ExpectedError(str(e)) from None
-        self.log.info("Queued job %s: %s on %s", job.job_id, job.pipeline, job.data_id.to_json())
+        self.log.debug("Queued job %s: %s on %s", job.job_id, job.pipeline, job.data_id.to_json())
 
     def _record_submitted(self, job: Job) -> None:
         # Recorded now so a notebook sees queued jobs; updated when the job ends.
@@ -423,7 +424,8 @@ class RapidAnalysisCsc(ConfigurableCsc):
             result=job.result_json(),
             force_output=True,
         )
-        level = 20 if job.state == JobState.SUCCEEDED else 30
+        # One log line per failed job; successes are in jobResult (LOVE need not see 189 per visit).
+        level = logging.DEBUG if job.state == JobState.SUCCEEDED else logging.WARNING
         self.log.log(level, "Job %s %s %s: %s", job.job_id, job.pipeline, job.state.value, job.error_report or "ok")
 
     def _record_job_end(self, job: Job, image_name: str, result: dict, products: list) -> None:
