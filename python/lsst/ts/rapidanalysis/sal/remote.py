@@ -99,6 +99,8 @@ class Remote:
         await self.salinfo.close()
 
     async def __aenter__(self) -> Remote:
+        if not isinstance(self.start_task, asyncio.Task) and not self.salinfo.start_called:
+            await self.start()  # made with start=False
         await self.start_task
         return self
 

@@ -61,7 +61,11 @@ class SalInfo:
         self.write_only = write_only
         self.identity = domain.default_identity
         self.log = logging.getLogger(self.name_index)
-        self.log.setLevel(logging.INFO)
+        # As salobj: make the logger at least as verbose as INFO, but never less verbose than it
+        # was (this logger is shared with a Controller of the same name and index, whose level
+        # may have been set by --loglevel or setLogLevel).
+        if self.log.getEffectiveLevel() > logging.INFO:
+            self.log.setLevel(logging.INFO)
         self._partition = {
             "cmd": f"{domain.partition_prefix}.{name}.cmd",
             "data": f"{domain.partition_prefix}.{name}.data",
@@ -196,7 +200,7 @@ class SalInfo:
             if not self.write_only:
                 pump = self.domain.pump
                 for read_topic, reader in self._readers.values():
-                    pump.add_reader(reader, read_topic._deliver)
+                    pump.add_reader(reader, read_topic._deliver, read_topic._created_ns)
             if not self.started_task.done():
                 self.started_task.set_result(None)
         except Exception as e:

@@ -1,9 +1,11 @@
 """Hand DDS samples from Cyclone to an asyncio event loop.
 
 One thread per DDS participant waits on a WaitSet that holds a ReadCondition per reader and
-a GuardCondition (to add readers or stop). The thread itself takes the samples and hands each
-reader's batch to the loop with ``call_soon_threadsafe``: a thread that only signals and lets
-a coroutine take loses wake-ups.
+a GuardCondition (to add readers or stop). The thread itself takes the samples and hands all
+that one wake-up took (every reader's) to the loop in one ``call_soon_threadsafe`` callback: a
+thread that only signals and lets a coroutine take loses wake-ups, and delivering reader by
+reader would let a coroutine see a later sample (an ack) before an earlier one of another
+topic (the summaryState it caused). A late joiner's history is collected whole before delivery.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,18 +24,34 @@ from cyclonedds.sub import DataReader
 __all__ = ["SamplePump"]
 
 _TAKE_BATCH = 256
+_MAX_PASSES = 4  # passes over the readers per wake-up, while samples keep coming
 _WAIT_NS = 2_000_000_000  # only bounds how long a stop can go unseen if the guard is missed
+#: A late joiner's history (transient-local samples resent by a newly matched writer) arrives in
+#: several packets. Once history shows up, keep taking until this long passes with nothing new...
+_HISTORY_QUIET_NS = 10_000_000
+#: ...but never hold samples back longer than this.
+_HISTORY_MAX_SETTLE = 0.1
 
 log = logging.getLogger(__name__)
 
 
-class _Entry:
-    __slots__ = ("reader", "condition", "deliver")
+def _deliver_batch(batch: list[tuple[Callable[[list[Any]], None], list[Any]]]) -> None:
+    """Run on the loop: deliver one pump iteration's samples, reader by reader, in one go."""
+    for deliver, samples in batch:
+        try:
+            deliver(samples)
+        except Exception:
+            log.exception("Delivering DDS samples failed")
 
-    def __init__(self, reader: DataReader, deliver: Callable[[list[Any]], None]) -> None:
+
+class _Entry:
+    __slots__ = ("reader", "condition", "deliver", "created_ns")
+
+    def __init__(self, reader: DataReader, deliver: Callable[[list[Any]], None], created_ns: int | None = None) -> None:
         self.reader = reader
         self.condition = ReadCondition(reader, SampleState.NotRead | ViewState.Any | InstanceState.Any)
         self.deliver = deliver
+        self.created_ns = created_ns
 
 
 class SamplePump:
@@ -59,9 +78,15 @@ class SamplePump:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def add_reader(self, reader: DataReader, deliver: Callable[[list[Any]], None]) -> None:
-        """Start serving ``reader``: its valid samples go to ``deliver(samples)`` on the loop."""
-        entry = _Entry(reader, deliver)
+    def add_reader(
+        self, reader: DataReader, deliver: Callable[[list[Any]], None], created_ns: int | None = None
+    ) -> None:
+        """Start serving ``reader``: its valid samples go to ``deliver(samples)`` on the loop.
+
+        ``created_ns`` (UTC ns, when the reader was made) tells history from new samples: history
+        is collected completely before it is delivered.
+        """
+        entry = _Entry(reader, deliver, created_ns)
         with self._lock:
             self._entries = [*self._entries, entry]
         self._waitset.attach(entry.condition)
@@ -93,6 +118,26 @@ class SamplePump:
             except Exception:
                 pass
 
+    def _take_all(self, batch: list[tuple[Callable[[list[Any]], None], list[Any]]]) -> bool:
+        """Take every reader's new samples into ``batch``; return whether any of them is history."""
+        historical = False
+        for _ in range(_MAX_PASSES):
+            took_any = False
+            for entry in self._entries:
+                if not entry.condition.triggered:
+                    continue
+                samples = entry.reader.take(N=_TAKE_BATCH, condition=entry.condition)
+                took_any = took_any or bool(samples)
+                # Invalid samples (no data) mark a writer going away: not for users.
+                valid = [s for s in samples if s.sample_info.valid_data]
+                if valid:
+                    batch.append((entry.deliver, valid))
+                    if entry.created_ns is not None and valid[0].sample_info.source_timestamp < entry.created_ns:
+                        historical = True
+            if not took_any:
+                break
+        return historical
+
     def _run(self) -> None:
         while not self._stopping:
             try:
@@ -101,14 +146,27 @@ class SamplePump:
                     self._guard.take()
                 if self._stopping:
                     return
-                for entry in self._entries:
-                    if not entry.condition.triggered:
-                        continue
-                    samples = entry.reader.take(N=_TAKE_BATCH, condition=entry.condition)
-                    # Invalid samples (no data) mark a writer going away: not for users.
-                    valid = [s for s in samples if s.sample_info.valid_data]
-                    if valid:
-                        self.loop.call_soon_threadsafe(entry.deliver, valid)
+                # Take from every reader, passing again while anything came in, and hand it all to
+                # the loop in ONE callback: then a sample written before another (e.g. summaryState
+                # before the ackcmd of the command that changed it) is delivered no later than it,
+                # even if the two land in different passes. Delivering reader by reader let a command's
+                # waiter resume before the state it caused was visible (set_summary_state then read a
+                # stale summaryState and sent the wrong command).
+                batch: list[tuple[Callable[[list[Any]], None], list[Any]]] = []
+                historical = self._take_all(batch)
+                # History comes in several packets; deliver it all at once, or get()/aget() of a late
+                # joiner would return a sample from the first packet rather than the newest one.
+                deadline = time.monotonic() + _HISTORY_MAX_SETTLE
+                while historical and not self._stopping and time.monotonic() < deadline:
+                    count = len(batch)
+                    self._waitset.wait(_HISTORY_QUIET_NS)
+                    if self._guard.read():
+                        self._guard.take()
+                    self._take_all(batch)
+                    if len(batch) == count:
+                        break
+                if batch:
+                    self.loop.call_soon_threadsafe(_deliver_batch, batch)
             except RuntimeError:
                 # The loop is closed: nothing left to deliver to.
                 return

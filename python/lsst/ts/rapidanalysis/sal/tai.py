@@ -39,7 +39,13 @@ def tai_from_utc(utc: float) -> float:
 def utc_from_tai(tai: float) -> float:
     """Convert TAI unix seconds to UTC unix seconds (inverse of `tai_from_utc`)."""
     day = datetime.datetime.fromtimestamp(tai, tz=datetime.UTC).date()
-    return tai - _tai_minus_utc_on(day)
+    utc = tai - _tai_minus_utc_on(day)
+    # In the TAI-UTC seconds after a leap second, the date of ``tai`` read as UTC is already
+    # the next day, whose offset is one second too big: use the offset of the UTC date.
+    utc_day = datetime.datetime.fromtimestamp(utc, tz=datetime.UTC).date()
+    if utc_day != day:
+        utc = tai - _tai_minus_utc_on(utc_day)
+    return utc
 
 
 def _system_tai_is_good() -> bool:

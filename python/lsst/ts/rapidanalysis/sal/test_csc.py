@@ -53,8 +53,8 @@ class TestCsc(ConfigurableCsc):
     """A CSC of the ``Test`` component.
 
     Commands: ``setScalars``/``setArrays`` echo their fields in the ``scalars``/``arrays``
-    event and telemetry; ``fault`` goes to FAULT; ``wait`` reports in-progress, waits
-    ``duration`` seconds and then ends with the outcome named by ``ack``:
+    event and telemetry; ``fault`` goes to FAULT; ``wait`` reports in-progress (unless
+    ``duration`` < 0), waits ``abs(duration)`` seconds and then ends with the outcome named by ``ack``:
     CMD_COMPLETE, CMD_FAILED (ExpectedError), CMD_TIMEOUT, CMD_ABORTED, ERROR (an unexpected
     exception), or any other code (returned as the final ack).
     """
@@ -121,10 +121,13 @@ class TestCsc(ConfigurableCsc):
         await self.fault(code=1, report="Triggered by the fault command")
 
     async def do_wait(self, data: Any) -> Any:
-        """Wait ``duration`` seconds, then end as ``ack`` says."""
+        """Wait ``abs(duration)`` seconds (reporting in-progress if duration >= 0), then end as ``ack`` says."""
         self.assert_enabled()
-        self.cmd_wait.ack_in_progress(data, timeout=data.duration + 1.0)
-        await asyncio.sleep(data.duration)
+        # A negative duration waits abs(duration) without CMD_INPROGRESS (Test_Commands.xml),
+        # so that a sender's own timeout can be tested.
+        if data.duration >= 0:
+            self.cmd_wait.ack_in_progress(data, timeout=data.duration + 1.0)
+        await asyncio.sleep(abs(data.duration))
         if data.ack == SalRetCode.CMD_COMPLETE:
             return None
         if data.ack == SalRetCode.CMD_FAILED:

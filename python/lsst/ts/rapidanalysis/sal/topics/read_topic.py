@@ -95,6 +95,9 @@ class ReadTopic(BaseTopic):
     def callback(self, func: Callable[[Any], Awaitable[None] | None] | None) -> None:
         if func is not None and not callable(func):
             raise TypeError(f"callback={func!r} is not callable")
+        # Clear any previous callback first: flush() refuses while one is set, which made
+        # ``callback = None`` (or replacing a callback) raise.
+        self._callback = None
         self.flush()
         self._callback = func
 
@@ -210,11 +213,14 @@ class ReadTopic(BaseTopic):
 
     def _queue_data(self, data: Any, historical: bool) -> None:
         if len(self._queue) >= self._queue_len:
-            self.log.error(
-                "%s data queue is full (%d); dropping the oldest sample. Read faster or use a callback.",
-                self.attr_name,
-                self._queue_len,
-            )
+            # Once per overflow episode (until the queue drains), not once per dropped sample.
+            if 1.0 not in self._warned_fractions:
+                self._warned_fractions.add(1.0)
+                self.log.error(
+                    "%s data queue is full (%d); dropping the oldest samples. Read faster or use a callback.",
+                    self.attr_name,
+                    self._queue_len,
+                )
             self._pop()
         self._queue.append(data)
         if historical:

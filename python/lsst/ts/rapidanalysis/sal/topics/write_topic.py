@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import struct
 from typing import TYPE_CHECKING, Any
 
 from ..tai import current_tai
@@ -50,9 +51,16 @@ def _check_scalar(field: FieldInfo, value: Any) -> Any:
         return bool(value)
     if kind in ("float", "double"):
         try:
-            return float(value)
+            fvalue = float(value)
         except (TypeError, ValueError):
             raise ValueError(f"{field.name}={value!r} must be a number") from None
+        if kind == "float":
+            # A finite value too big for float32 would make every later write of the topic fail.
+            try:
+                struct.pack("<f", fvalue)
+            except OverflowError:
+                raise ValueError(f"{field.name}={fvalue!r} is out of range for float (32 bits)") from None
+        return fvalue
     if isinstance(value, float) and not value.is_integer() or isinstance(value, str):
         raise ValueError(f"{field.name}={value!r} must be an integer")
     try:
