@@ -178,6 +178,9 @@ class RapidAnalysisCsc(ConfigurableCsc):
         except Exception as e:
             await self.pool.close()
             self.pool = None
+            # start failed: the CSC stays in STANDBY, which holds no database connection.
+            self.results.close()
+            self.results = None
             raise ExpectedError(f"Cannot start the worker pool: {e}") from e
         self.job_manager = JobManager(
             pool=self.pool,
@@ -333,10 +336,11 @@ class RapidAnalysisCsc(ConfigurableCsc):
         if not getattr(pipeline, "requires_inputs", True):
             return []
         assert self.raw_store is not None and self.config is not None
+        # No detectors named: the science detectors (guiders and wavefront sensors are not raws
+        # for these pipelines, and waiting for them would always run into the timeout).
+        detectors = job.data_id.detectors or tuple(d.id for d in self.instrument.science_detectors)
         try:
-            found = await self.raw_store.wait_for(
-                job.data_id, job.data_id.detectors, timeout=self.config.raw_wait_timeout
-            )
+            found = await self.raw_store.wait_for(job.data_id, detectors, timeout=self.config.raw_wait_timeout)
         except MissingRawError as e:
             raise ValueError(str(e)) from None
         return [str(found[detector]) for detector in sorted(found)]

@@ -6,12 +6,13 @@ import logging
 from importlib.metadata import entry_points
 
 from .base import Pipeline
+from .image_stats import ImageStatsPipeline
 from .test_pipelines import FailPipeline, SleepPipeline, SucceedPipeline
 
 __all__ = ["PipelineRegistry", "ENTRY_POINT_GROUP", "BUILTIN_PIPELINES"]
 
 ENTRY_POINT_GROUP = "lsst.ts.rapidanalysis.pipelines"
-BUILTIN_PIPELINES: tuple[type[Pipeline], ...] = (SucceedPipeline, FailPipeline, SleepPipeline)
+BUILTIN_PIPELINES: tuple[type[Pipeline], ...] = (ImageStatsPipeline, SucceedPipeline, FailPipeline, SleepPipeline)
 
 log = logging.getLogger(__name__)
 

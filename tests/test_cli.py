@@ -1,0 +1,118 @@
+"""``rapid_analysis run``: pipelines run locally from the command line."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import pytest
+
+from fits_factory import write_raw
+from lsst.ts.rapidanalysis.cli import SUBCOMMANDS, main
+
+SMALL = 0.05
+
+
+@pytest.fixture
+def raw(tmp_path: pathlib.Path) -> pathlib.Path:
+    return write_raw(tmp_path / "MC_O_20251115_000042_R22_S11.fits", obsid="MC_O_20251115_000042", scale=SMALL)
+
+
+def test_run_prints_summary(raw: pathlib.Path, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture) -> None:
+    out_dir = tmp_path / "products"
+    assert main(["run", "image_stats", str(raw), "--output-dir", str(out_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "image_stats: 1 input file(s), job local-" in out
+    assert "image: MC_O_20251115_000042" in out
+    assert "overscanLevel" in out and "meanReadNoise" in out and "nSaturated" in out
+    assert "detectors (1):" in out and "94" in out
+    (png,) = out_dir.glob("*.png")
+    assert str(png) in out
+
+
+def test_run_json(raw: pathlib.Path, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture) -> None:
+    code = main(["run", "image_stats", str(raw), "--json", "--output-dir", str(tmp_path / "o"), "--config", "{}"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["image_name"] == "MC_O_20251115_000042"
+    assert abs(result["metrics"]["overscanLevel"] - 1000) < 0.5
+    assert result["detector_metrics"][0]["detector"] == 94
+    assert pathlib.Path(result["products"][0]["path"]).is_file()
+
+
+def test_run_config_applies(raw: pathlib.Path, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture) -> None:
+    config_file = tmp_path / "config.json"
+    config_file.write_text('{"make_plot": false}')
+    for config in ('{"make_plot": false}', f"@{config_file}"):
+        assert main(["run", "image_stats", str(raw), "--json", "--config", config]) == 0
+        assert json.loads(capsys.readouterr().out)["products"] == []
+
+
+def test_default_output_dir(
+    raw: pathlib.Path, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "image_stats", str(raw)]) == 0
+    (job_dir,) = (tmp_path / "rapid_analysis_output").iterdir()
+    assert job_dir.name.startswith("local-") and list(job_dir.glob("*.png"))
+
+
+def test_unknown_pipeline(raw: pathlib.Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["run", "no_such_pipeline", str(raw)]) == 2
+    err = capsys.readouterr().err
+    assert "Unknown pipeline 'no_such_pipeline'" in err and "image_stats" in err
+
+
+def test_bad_config(raw: pathlib.Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["run", "image_stats", str(raw), "--config", '{"n_sigma_clip": "lots"}']) == 2
+    assert "n_sigma_clip" in capsys.readouterr().err
+    assert main(["run", "image_stats", str(raw), "--config", '{"nope": 1}']) == 2
+    assert "nope" in capsys.readouterr().err
+    assert main(["run", "image_stats", str(raw), "--config", "{not json"]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+    assert main(["run", "image_stats", str(raw), "--config", "[1, 2]"]) == 2
+    assert "JSON object" in capsys.readouterr().err
+    assert main(["run", "image_stats", str(raw), "--config", "@/no/such/config.json"]) == 2
+    assert "cannot read configuration file" in capsys.readouterr().err
+
+
+def test_missing_inputs(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["run", "image_stats", str(tmp_path / "a.fits"), str(tmp_path / "b.fits")]) == 2
+    err = capsys.readouterr().err
+    assert "not found" in err and "a.fits" in err and "b.fits" in err
+    assert main(["run", "image_stats", str(tmp_path)]) == 2
+    assert "not regular files" in capsys.readouterr().err
+
+
+def test_simulate_enables_test_pipelines(raw: pathlib.Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["run", "test.succeed", str(raw)]) == 2
+    assert "add --simulate" in capsys.readouterr().err
+    code = main(["run", "test.succeed", str(raw), "--simulate", "--json", "--config", '{"value": 3.5}'])
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["metrics"] == {"value": 3.5, "nInputs": 1}
+
+
+def test_pipeline_error_exit_code(raw: pathlib.Path, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture) -> None:
+    config = '{"message": "no stars", "exit_code": 7}'
+    assert main(["run", "test.fail", str(raw), "--simulate", "--config", config]) == 7
+    assert "pipeline test.fail failed: no stars" in capsys.readouterr().err
+
+    garbage = tmp_path / "garbage.fits"
+    garbage.write_bytes(b"\0" * 5000)
+    assert main(["run", "image_stats", str(garbage), "--output-dir", str(tmp_path / "o")]) == 2
+    assert "garbage.fits" in capsys.readouterr().err
+
+
+def test_crash_exit_code(raw: pathlib.Path, capsys: pytest.CaptureFixture) -> None:
+    config = '{"crash": true, "message": "boom"}'
+    assert main(["run", "test.fail", str(raw), "--simulate", "--config", config]) == 1
+    assert "crashed: RuntimeError: boom" in capsys.readouterr().err
+
+
+def test_usage(capsys: pytest.CaptureFixture) -> None:
+    assert "run" in SUBCOMMANDS
+    assert main(["--help"]) == 0
+    assert "run" in capsys.readouterr().out
+    assert main([]) == 2
+    assert main(["run", "image_stats"]) == 2  # no INPUT
+    assert "INPUT" in capsys.readouterr().err
