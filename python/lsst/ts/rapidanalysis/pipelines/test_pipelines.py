@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import pathlib
 import time
+from typing import Any
 
 import pydantic
 
-from .base import Pipeline, PipelineConfig, PipelineContext, PipelineError, PipelineResult, Product
+from .base import (
+    Pipeline,
+    PipelineConfig,
+    PipelineContext,
+    PipelineError,
+    PipelineResult,
+    Product,
+    TelemetrySample,
+)
 
 __all__ = ["SucceedPipeline", "FailPipeline", "SleepPipeline"]
 
@@ -17,6 +26,9 @@ class SucceedConfig(PipelineConfig):
 
     value: float = pydantic.Field(1.0, description="Reported as the metric 'value'.")
     write_product: bool = pydantic.Field(False, description="Write a small text product.")
+    telemetry: dict[str, dict[str, Any]] = pydantic.Field(
+        default_factory=dict, description="Telemetry samples to publish, as {topic: {field: value}}."
+    )
 
 
 class SucceedPipeline(Pipeline):
@@ -36,6 +48,7 @@ class SucceedPipeline(Pipeline):
             products.append(Product(path=str(path), mime_type="text/plain", description="test product"))
         return PipelineResult(
             metrics={"value": config.value, "nInputs": len(inputs)},
+            telemetry=[TelemetrySample(topic=topic, fields=fields) for topic, fields in config.telemetry.items()],
             products=products,
             summary={"value": config.value},
         )
