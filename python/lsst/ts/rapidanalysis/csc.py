@@ -4,6 +4,7 @@ telemetry, database rows and product files."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import enum
 import hashlib
 import json
@@ -96,6 +97,8 @@ class RapidAnalysisCsc(ConfigurableCsc):
         self.raw_store: RawStore | None = None
         self._status_task: asyncio.Task | None = None
         self._sync_busy_job: str | None = None
+        # One writer thread: a job's rows are written in the order the CSC asks (queued, then final).
+        self._db_executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="results-db")
         self._pool_event_key: tuple | None = None
         super().__init__(
             "RapidAnalysis",
@@ -209,8 +212,9 @@ class RapidAnalysisCsc(ConfigurableCsc):
                 nWorkers=0, nBusy=0, nQueued=0, keepingUp=True, lagSeconds=0, schedulerAddress="", dashboardUrl=""
             )
         if self.results is not None:
-            self.results.close()
-            self.results = None
+            # Through the writer thread, so that writes already asked for land first.
+            results, self.results = self.results, None
+            await asyncio.get_running_loop().run_in_executor(self._db_executor, results.close)
 
     async def _pool_lost(self, reason: str) -> None:
         asyncio.create_task(self.fault(code=ErrorCode.POOL_LOST, report=reason))
@@ -367,7 +371,7 @@ class RapidAnalysisCsc(ConfigurableCsc):
         def write() -> None:
             getattr(results, method)(**kwargs)
 
-        future = asyncio.get_running_loop().run_in_executor(None, write)
+        future = asyncio.get_running_loop().run_in_executor(self._db_executor, write)
         future.add_done_callback(self._db_write_done)
 
     def _db_write_done(self, future: asyncio.Future) -> None:
@@ -390,7 +394,7 @@ class RapidAnalysisCsc(ConfigurableCsc):
             products.append((product, path, len(content), hashlib.md5(content).hexdigest()))
         if self.results is not None:
             try:
-                await loop.run_in_executor(None, self._record_job_end, job, image_name, result, products)
+                await loop.run_in_executor(self._db_executor, self._record_job_end, job, image_name, result, products)
             except Exception as e:
                 self.log.error("Could not record job %s in the results database: %r", job.job_id, e)
         for product, path, size, checksum in products:

@@ -26,6 +26,11 @@ __all__ = ["JobManager", "QueueFullError"]
 InputResolver = Callable[[Job], Awaitable[list[str]]]
 JobCallback = Callable[[Job], Awaitable[None]]
 
+#: Seconds an abort flag stays set after its job ended here. The pipeline may still be running on
+#: its worker (cancelling a Dask future does not stop running code) and only stops when it next
+#: checks the flag; clearing it at once would let it run to its end, holding the worker.
+ABORT_FLAG_LINGER = 60.0
+
 
 class QueueFullError(RuntimeError):
     """The queue already holds its maximum number of jobs."""
@@ -80,6 +85,7 @@ class JobManager:
         self._done_futures: dict[str, asyncio.Future] = {}
         self._wake = asyncio.Event()
         self._dispatch_task: asyncio.Task | None = None
+        self._clear_tasks: set[asyncio.Task] = set()
         self.n_succeeded = 0
         self.n_failed = 0
         self._closing = False
@@ -125,6 +131,9 @@ class JobManager:
             await self.abort(job.job_id, reason=f"aborted: {reason}")
         if self._running:
             await asyncio.wait(list(self._running.values()), timeout=10)
+        # The pool goes away with us; aborted jobs still running on an external cluster keep their flags.
+        for task in list(self._clear_tasks):
+            task.cancel()
 
     # -- requests --
 
@@ -226,7 +235,13 @@ class JobManager:
         except Exception as e:
             self.log.warning("Could not signal abort of %s to the workers: %r", job_id, e)
 
-    async def _clear_abort(self, job_id: str) -> None:
+    def _clear_abort_later(self, job_id: str) -> None:
+        task = asyncio.create_task(self._clear_abort(job_id, delay=ABORT_FLAG_LINGER))
+        self._clear_tasks.add(task)
+        task.add_done_callback(self._clear_tasks.discard)
+
+    async def _clear_abort(self, job_id: str, delay: float = 0.0) -> None:
+        await asyncio.sleep(delay)
         client = self.pool.client
         if client is None:
             return
@@ -274,9 +289,15 @@ class JobManager:
             )
             message = job.error_report if state == JobState.ABORTED and job.error_report else outcome["message"]
             await self._finish(job, state, outcome["exit_code"], message, outcome.get("end_time"))
-        except FutureCancelledError:
-            # Cancelled by abort(): the reason is already in error_report.
-            await self._finish(job, JobState.ABORTED, ExitCode.ABORTED, job.error_report or "aborted")
+        except FutureCancelledError as e:
+            if job.error_report:
+                # Cancelled by abort(): the reason is already in error_report.
+                await self._finish(job, JobState.ABORTED, ExitCode.ABORTED, job.error_report)
+            else:
+                # Not by us: the client lost the scheduler, or someone cancelled it on the cluster.
+                lost = e.reason == "scheduler-connection-lost"
+                code = ExitCode.POOL_LOST if lost else ExitCode.CRASHED
+                await self._finish(job, JobState.FAILED, code, f"the Dask cluster cancelled the job: {e}")
         except asyncio.CancelledError:
             await self._finish(job, JobState.ABORTED, ExitCode.ABORTED, job.error_report or "aborted: CSC closing")
             raise
@@ -290,6 +311,8 @@ class JobManager:
         finally:
             if waiter is not None and not waiter.done():
                 waiter.cancel()
+            elif waiter is not None and not waiter.cancelled():
+                waiter.exception()  # seen (a timed-out job's FutureCancelledError), so asyncio does not log it
             self._futures.pop(job.job_id, None)
             self._running.pop(job.job_id, None)
             self._wake.set()
@@ -308,7 +331,7 @@ class JobManager:
         else:
             self.n_failed += 1
         if state in (JobState.ABORTED, JobState.TIMED_OUT):
-            await self._clear_abort(job.job_id)
+            self._clear_abort_later(job.job_id)
         try:
             await self.on_job_done(job)
         except Exception:
