@@ -302,20 +302,34 @@ class RapidAnalysisCsc(ConfigurableCsc):
             raise ExpectedError(str(e)) from None
         self.log.debug("Queued job %s: %s on %s", job.job_id, job.pipeline, job.data_id.to_json())
 
-    def _record_submitted(self, job: Job) -> None:
-        # Recorded now so a notebook sees queued jobs; updated when the job ends.
-        self._db_write(
-            "record_job",
+    def _job_row(self, job: Job, image_name: str | None = None) -> dict[str, Any]:
+        """The results-database row of a job, as it stands now."""
+        row = dict(
             job_id=job.job_id,
             instrument=self.instrument.name,
             pipeline=job.pipeline,
             data_id=job.data_id.to_json(),
-            image_name=job.image_name,
+            image_name=image_name if image_name is not None else job.image_name,
             trigger=job.trigger.value,
             state=job.state.value,
             submit_time=job.submit_time,
             config=json.dumps(job.config),
         )
+        if job.done:
+            row.update(
+                success=job.state == JobState.SUCCEEDED,
+                exit_code=job.exit_code,
+                error_report=job.error_report,
+                start_time=job.start_time,
+                end_time=job.end_time,
+                duration=job.duration,
+                result=job.result_json(),
+            )
+        return row
+
+    def _record_submitted(self, job: Job) -> None:
+        # Recorded now so a notebook sees queued jobs; updated when the job ends.
+        self._db_write("record_job", **self._job_row(job))
 
     async def do_abortJob(self, data: Any) -> None:  # noqa: N802 (SAL name)
         """Abort a queued or running job."""
@@ -428,7 +442,7 @@ class RapidAnalysisCsc(ConfigurableCsc):
             errorReport=job.error_report,
             startTime=job.start_time,
             endTime=job.end_time,
-            duration=max(0.0, job.end_time - job.start_time) if job.start_time else 0.0,
+            duration=job.duration,
             result=job.result_json(),
             force_output=True,
         )
@@ -438,24 +452,7 @@ class RapidAnalysisCsc(ConfigurableCsc):
 
     def _record_job_end(self, job: Job, image_name: str, result: dict, products: list) -> None:
         assert self.results is not None
-        self.results.record_job(
-            job_id=job.job_id,
-            instrument=self.instrument.name,
-            pipeline=job.pipeline,
-            data_id=job.data_id.to_json(),
-            image_name=image_name,
-            trigger=job.trigger.value,
-            state=job.state.value,
-            success=job.state == JobState.SUCCEEDED,
-            exit_code=job.exit_code,
-            error_report=job.error_report,
-            submit_time=job.submit_time,
-            start_time=job.start_time,
-            end_time=job.end_time,
-            duration=max(0.0, job.end_time - job.start_time) if job.start_time else 0.0,
-            result=job.result_json(),
-            config=json.dumps(job.config),
-        )
+        self.results.record_job(**self._job_row(job, image_name))
         if result:
             self.results.record_metrics(
                 job_id=job.job_id,

@@ -99,6 +99,11 @@ class Job:
         return self.state in FINAL_STATES
 
     @property
+    def duration(self) -> float:
+        """Seconds from running to end (0 if it never ran)."""
+        return max(0.0, self.end_time - self.start_time) if self.start_time and self.end_time else 0.0
+
+    @property
     def image_name(self) -> str:
         """The image this job is about (obsid or group id)."""
         return self.data_id.obsid or self.data_id.group_id or ""
