@@ -354,6 +354,27 @@ class RapidAnalysisCscTestCase(RapidAnalysisTestMixin, BaseCscTestCase, unittest
             assert last.nWorkers == 2 and last.nQueued == 0 and last.nRunning == 0, last
             assert last.jobsSucceeded == 2 and last.jobsFailed == 0 and last.keepingUp, last
 
+    async def test_metric_telemetry_per_result(self) -> None:
+        """Telemetry a pipeline returns is written; a bad sample is reported and the job still succeeds."""
+        async with self.enabled_csc():
+            fields = {"imageName": LATISS_OBSID, "continuumRate": 1234.5, "nGoodRows": 17}
+            job_id = await self.process(config={"telemetry": {"spectrumMetrics": fields}})
+            sample = await self.remote.tel_spectrumMetrics.next(flush=False, timeout=STD_TIMEOUT)
+            assert (sample.imageName, sample.continuumRate, sample.nGoodRows) == (LATISS_OBSID, 1234.5, 17)
+            assert (await self.next_job_result(job_id)).success
+
+            bad = {"noSuchTopic": {"x": 1}, "spectrumMetrics": {"noSuchField": 1.0}}
+            job_id = await self.process(config={"telemetry": bad})
+            data = await self.next_job_result(job_id)
+            assert data.success, data.errorReport
+            assert self.remote.tel_spectrumMetrics.nqueued == 0
+            messages = []
+            while self.remote.evt_logMessage.nqueued:
+                messages.append(self.remote.evt_logMessage.get_oldest().message)
+            text = " ".join(messages)
+            assert "unknown telemetry topic 'noSuchTopic'" in text, text
+            assert "spectrumMetrics rejected" in text and "noSuchField" in text, text
+
     async def test_newest_first(self) -> None:
         """With the workers busy, queued jobs run newest first."""
         self.csc_index = 3
