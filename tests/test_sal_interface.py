@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
+from lsst.ts.rapidanalysis import sal
 from lsst.ts.rapidanalysis.sal import InterfaceError, load_component_info
 from lsst.ts.rapidanalysis.sal.xml_interface import get_interfaces_dir
 
@@ -258,3 +259,13 @@ def test_malformed_interface(
     # other components in the same directory are unaffected unless the shared file broke
     if path.name != "SALSubsystems.xml":
         assert load_component_info("ATMCS", interfaces_dir=broken).name == "ATMCS"
+
+
+def test_salobj_names_are_exported() -> None:
+    """Code written for salobj finds every name it uses on the ``sal`` module."""
+    names = (
+        "Domain Remote Controller BaseCsc ConfigurableCsc State SalRetCode AckError AckTimeoutError ExpectedError "
+        "set_summary_state current_tai CscCommander BaseCscTestCase TestCsc set_random_lsst_dds_partition_prefix"
+    ).split()
+    missing = [name for name in names if not hasattr(sal, name)]
+    assert not missing, missing
