@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
 import pathlib
@@ -284,3 +285,21 @@ async def test_partition_prefix_required(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.delenv("LSST_DDS_PARTITION_PREFIX")
     with pytest.raises(RuntimeError, match="LSST_DDS_PARTITION_PREFIX"):
         sal.Domain()
+
+
+async def test_keyless_writer_going_away_loses_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    """A non-indexed component's writer leaving makes an invalid sample whose key cyclonedds
+    cannot decode; that used to abort the whole take (and lose the valid samples with it)."""
+    async with sal.Domain() as domain:
+        remote = sal.Remote(domain, "ATCamera", readonly=True, include=["endReadout"])
+        await remote.start_task
+        controller = sal.Controller("ATCamera")
+        await controller.start_task
+        for i in range(5):
+            controller.evt_endReadout.set_write(imageName=f"AT_O_20251115_{i:06d}", force_output=True)
+        await controller.close()
+        names = [(await remote.evt_endReadout.next(flush=False, timeout=10)).imageName for _ in range(5)]
+        assert names == [f"AT_O_20251115_{i:06d}" for i in range(5)]
+        await asyncio.sleep(0.2)
+    failures = [r for r in caplog.records if "sample pump failed" in r.getMessage()]
+    assert not failures, failures[0].exc_text

@@ -51,6 +51,21 @@ def _default(field: FieldInfo) -> dataclasses.Field:
     return dataclasses.field(default=zero)
 
 
+def _tolerant_deserialize_key(
+    cls: type, data: bytes, has_header: bool = True, use_version_2: bool | None = None
+) -> Any:
+    """Key of an invalid sample (a writer went away), or None if Cyclone cannot decode it.
+
+    cyclonedds fails (``struct.error``) to decode the key of a keyless topic's invalid sample,
+    and the exception aborts the whole ``take``, losing the valid samples taken with it. The
+    SAL layer drops invalid samples anyway, so the key does not matter.
+    """
+    try:
+        return cls.__idl__.deserialize_key(data, has_header=has_header, use_version_2=use_version_2)
+    except Exception:
+        return None
+
+
 def rev_code(info: TopicInfo, indexed: bool) -> str:
     """A stable 8-hex-digit revision code: changes whenever the wire layout changes."""
     text = ";".join([info.component, info.sal_name, str(indexed)] + [f.signature() for f in info.fields])
@@ -122,6 +137,7 @@ def get_topic_type(info: TopicInfo, indexed: bool) -> TopicType:
     cls = IdlMeta(type_name, bases, namespace)
     cls = dataclasses.dataclass(cls)
     extensibility("appendable")(cls)
+    cls.deserialize_key = classmethod(_tolerant_deserialize_key)
     return TopicType(
         info=info,
         rev_code=code,
