@@ -1,0 +1,656 @@
+"""Turn rendered electrons into camera-format raw FITS files, with truth and a reference catalog.
+
+A raw (``ra-algorithms.md`` §6) is a primary HDU with the exposure's and the detector's keys and no
+data, one int32 HDU per amp (``Segment10..17`` then ``Segment07..00``; 8 for ITL_WF) and the
+``REB_COND`` and ``CONFIG_COND`` tables. Each amp is 2048 x 576 in readout order: the data section
+holds ``electrons / gain``; every pixel (prescan, data, serial and parallel overscan) holds the
+amp's bias level, a per-row bias structure (a random walk, the same along a row, which per-row
+overscan subtraction removes) and Gaussian read noise; values are rounded and kept within the
+18-bit ADC range. No serial CTI, crosstalk or non-linearity.
+
+Files go into the raw-store layout ``{root}/{instrument}/{dayObs}/{obsid}/{obsid}_{raft}_{sensor}.fits``
+(``.fits.fz`` when RICE-compressed), written under a temporary name and renamed, with
+``{file}.truth.json`` (`lsst.ts.rapidanalysis.sim.truth`) and ``{file}.refcat.ecsv`` beside them.
+
+``SATURATE`` in the amp headers is in ADU *above the bias* (what is compared with overscan-
+subtracted pixels): ``full_well / gain`` less five read-noise sigmas, so every full-well pixel is
+above it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import pathlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+
+from ..data.amp_geometry import DetectorGeometry, get_geometry
+from ..data.camera import Detector, Instrument, get_instrument
+from ..data.data_id import OBSID_RE
+from .focal_plane import (
+    SITE,
+    Pointing,
+    altaz,
+    detector_wcs,
+    get_optics,
+    mjd_from_tai,
+    tai_iso,
+    wcs_cards,
+    zenith_pointing,
+)
+from .refcat import reference_catalog, write_refcat
+from .scene import RenderedDetector, SceneConfig, image_class, pixel_response, render_detector
+from .truth import truth_path, write_atomic, write_truth
+
+__all__ = [
+    "ADC_MAX",
+    "AmpElectronics",
+    "amp_electronics",
+    "default_tai_start",
+    "electrons_to_amps",
+    "make_hdulist",
+    "parse_obsid",
+    "primary_header",
+    "raw_path",
+    "simulate_detector",
+    "simulate_exposure",
+    "SimulatedRaw",
+    "hdulist_bytes",
+    "lsst_num",
+    "electronics_truth",
+]
+
+#: Largest value of the 18-bit ADC.
+ADC_MAX = 2**18 - 1
+_ELECTRONICS_SEED = 314159
+# (median gain, gain range, read noise) overrides per instrument: LATISS's sensor differs.
+_LATISS_ELECTRONICS = (1.07, (1.05, 1.10), 9.0)
+_GAIN_RANGE = {"E2V": (1.34, 1.62), "ITL": (1.25, 1.80), "ITL_G": (1.3, 1.6), "ITL_WF": (1.15, 1.35)}
+_LSST_NUM = {
+    "E2V": "E2V-CCD250-{:03d}",
+    "ITL": "ITL-3800C-{:03d}",
+    "ITL_G": "ITL-3800C-G{:03d}",
+    "ITL_WF": "ITL-3800C-W{:03d}",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class AmpElectronics:
+    """Simulated electronics of one amp.
+
+    Attributes
+    ----------
+    gain : `float`
+        e-/ADU.
+    read_noise : `float`
+        e- rms.
+    bias : `float`
+        Bias level (ADU).
+    saturate : `float`
+        ``SATURATE`` (ADU above the bias).
+    """
+
+    gain: float
+    read_noise: float
+    bias: float
+    saturate: float
+
+    @property
+    def read_noise_adu(self) -> float:
+        """Read noise in ADU."""
+        return self.read_noise / self.gain
+
+
+def amp_electronics(
+    instrument: Instrument | str,
+    detector: Detector,
+    geometry: DetectorGeometry | None = None,
+    *,
+    full_well: float = 200_000.0,
+    seed: int = _ELECTRONICS_SEED,
+) -> dict[str, AmpElectronics]:
+    """Gain, read noise, bias and saturation of each amp: fixed per detector (by ``seed``).
+
+    Gains scatter 4 % about the physical type's median (clipped to the real range), read noise
+    8 %, bias levels lie in 15000-25000 ADU. LATISS: gain ~1.07 (1.05-1.10), read noise ~9 e-.
+    """
+    instrument = get_instrument(instrument) if isinstance(instrument, str) else instrument
+    geometry = geometry or get_geometry(detector.physical_type)
+    rng = np.random.default_rng([seed, int(instrument.sal_index), detector.id])
+    out = {}
+    for amp in geometry.amps:
+        if instrument.name == "LATISS":
+            median, (lo, hi), noise = _LATISS_ELECTRONICS
+        else:
+            median, noise = amp.gain, amp.read_noise
+            lo, hi = _GAIN_RANGE[detector.physical_type]
+        gain = float(np.clip(median * (1 + 0.04 * rng.standard_normal()), lo, hi))
+        read_noise = float(noise * (1 + 0.08 * rng.standard_normal()))
+        bias = float(round(rng.uniform(15000, 25000)))
+        saturate = float(math.floor(full_well / gain - 5 * read_noise / gain))
+        out[amp.name] = AmpElectronics(round(gain, 5), round(read_noise, 4), bias, saturate)
+    return out
+
+
+def _row_structure(n_rows: int, rms: float, rng: np.random.Generator) -> np.ndarray:
+    """A smooth per-row bias wander with the given rms (ADU)."""
+    if rms <= 0:
+        return np.zeros(n_rows, dtype=np.float32)
+    walk = np.cumsum(rng.standard_normal(n_rows))
+    rows = np.arange(n_rows)
+    walk -= np.polyval(np.polyfit(rows, walk, 1), rows)
+    std = walk.std()
+    return (walk * (rms / std if std > 0 else 0.0)).astype(np.float32)
+
+
+def electrons_to_amps(
+    image: np.ndarray,
+    geometry: DetectorGeometry,
+    electronics: dict[str, AmpElectronics],
+    rng: np.random.Generator,
+    *,
+    row_bias_rms: float = 1.5,
+) -> dict[str, np.ndarray]:
+    """Raw int32 amp images (readout order, prescan and overscans included) from electrons.
+
+    Parameters
+    ----------
+    image : `numpy.ndarray`
+        Assembled detector image in electrons (``geometry.shape``).
+    geometry : `DetectorGeometry`
+        Amp layout.
+    electronics : `dict` [`str`, `AmpElectronics`]
+        Per amp name.
+    rng : `numpy.random.Generator`
+        For read noise and the row structure.
+    row_bias_rms : `float`
+        rms (ADU) of the per-row bias structure (0: none).
+
+    Returns
+    -------
+    amps : `dict` [`str`, `numpy.ndarray`]
+        By amp name, in HDU order.
+    """
+    if image.shape != geometry.shape:
+        raise ValueError(f"image shape {image.shape} is not {geometry.detector_type}'s {geometry.shape}")
+    out = {}
+    for amp in geometry.amps:
+        el = electronics[amp.name]
+        raw = rng.standard_normal(amp.raw_shape, dtype=np.float32)
+        raw *= np.float32(el.read_noise_adu)
+        raw += (np.float32(el.bias) + _row_structure(amp.raw_shape[0], row_bias_rms, rng))[:, None]
+        raw[amp.data.slices] += amp.from_detector(image) * np.float32(1.0 / el.gain)
+        np.rint(raw, out=raw)
+        np.clip(raw, 0, ADC_MAX, out=raw)
+        out[amp.name] = raw.astype(np.int32)
+    return out
+
+
+# Headers
+
+
+def parse_obsid(obsid: str, instrument: Instrument) -> tuple[str, str, int]:
+    """(controller, dayObs 'YYYYMMDD', seqNum) of an obsid of ``instrument``; ValueError if malformed."""
+    match = OBSID_RE.match(obsid) if isinstance(obsid, str) else None
+    if match is None:
+        raise ValueError(f"obsid {obsid!r} is not of the form {instrument.cam_code}_O_YYYYMMDD_NNNNNN")
+    if match["cam"] != instrument.cam_code:
+        raise ValueError(f"obsid {obsid!r} is not of {instrument.name} (camera code {instrument.cam_code})")
+    return match["controller"], match["day"], int(match["seq"])
+
+
+def default_tai_start(day_obs: str | int, seq_num: int) -> float:
+    """TAI unix seconds of a plausible start: dayObs at 23:00 TAI plus 40 s per sequence number."""
+    import datetime
+
+    day = datetime.datetime.strptime(str(day_obs), "%Y%m%d").replace(tzinfo=datetime.UTC)
+    return day.timestamp() + 23 * 3600 + (seq_num * 40.0) % 46000.0
+
+
+def raw_path(
+    root: pathlib.Path | str, instrument: Instrument, obsid: str, detector: Detector, compress: bool = False
+) -> pathlib.Path:
+    """``{root}/{instrument}/{dayObs}/{obsid}/{obsid}_{raft}_{sensor}.fits[.fz]``."""
+    _, day_obs, _ = parse_obsid(obsid, instrument)
+    name = f"{obsid}_{detector.name}.fits" + (".fz" if compress else "")
+    return pathlib.Path(root) / instrument.name / day_obs / obsid / name
+
+
+def lsst_num(instrument: Instrument, detector: Detector) -> str:
+    """A plausible ``LSST_NUM`` (sensor serial) of a detector."""
+    if instrument.name == "LATISS":
+        return "ITL-3800C-068"
+    return _LSST_NUM[detector.physical_type].format(detector.id)
+
+
+def _filter_names(instrument: Instrument, band: str, grating: str | None) -> tuple[str, str]:
+    optics = get_optics(instrument)
+    if band in optics.filters:
+        filter_name = optics.filters[band]
+    elif band in optics.filters.values():
+        filter_name = band
+        band = next(b for b, f in optics.filters.items() if f == band)
+    else:
+        raise ValueError(f"{instrument.name} has no band {band!r}; known: {', '.join(optics.filters)}")
+    return filter_name, band
+
+
+def primary_header(
+    instrument: Instrument,
+    detector: Detector,
+    geometry: DetectorGeometry,
+    *,
+    obsid: str,
+    img_type: str,
+    exp_time: float,
+    tai_start: float | None = None,
+    pointing: Pointing | dict | None = None,
+    group_id: str | None = None,
+    band: str = "r",
+    grating: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> fits.Header:
+    """The primary header of a raw: time, identity, site, pointing, sensor, filter, TAN WCS.
+
+    Parameters
+    ----------
+    instrument, detector, geometry
+        What the file holds.
+    obsid : `str`
+        ``{CAMCODE}_{CONTRLLR}_{DAYOBS}_{SEQNUM:06d}``.
+    img_type : `str`
+        ``IMGTYPE`` (BIAS, DARK, FLAT, OBJECT, ...).
+    exp_time : `float`
+        Seconds.
+    tai_start : `float`, optional
+        Shutter open, TAI unix seconds (default `default_tai_start`).
+    pointing : `Pointing` or `dict`, optional
+        Boresight (default a little east of the zenith at ``tai_start``).
+    group_id : `str`, optional
+        ``GROUPID`` (default DATE-BEG).
+    band : `str`
+        Band (``r``) or physical filter name (``r_57``, ``SDSSr_65mm``).
+    grating : `str`, optional
+        LATISS ``GRATING`` (default ``empty``).
+    extra : `dict`, optional
+        Further cards (override the defaults).
+    """
+    controller, day_obs, seq_num = parse_obsid(obsid, instrument)
+    tai = float(tai_start) if tai_start is not None else default_tai_start(day_obs, seq_num)
+    point = Pointing.from_any(pointing, zenith_pointing(tai, instrument))
+    site = SITE[instrument.name]
+    optics = get_optics(instrument)
+    kind = image_class(img_type)
+    end = tai + exp_time
+    filter_name, band = _filter_names(instrument, band, grating)
+    az0, el0, ha0, am0 = altaz(point.ra, point.dec, tai, site)
+    az1, el1, ha1, am1 = altaz(point.ra, point.dec, end, site)
+
+    def num(value: float, digits: int = 6) -> float | None:
+        return round(value, digits) if math.isfinite(value) else None
+
+    cards: list[tuple[str, Any, str]] = [
+        ("DATE", tai_iso(end + 2.0), "File creation (TAI)"),
+        ("MJD", mjd_from_tai(end + 2.0), "File creation (MJD TAI)"),
+        ("DATE-OBS", tai_iso(tai), "Start of exposure (TAI)"),
+        ("MJD-OBS", mjd_from_tai(tai), "Start of exposure (MJD TAI)"),
+        ("DATE-TRG", tai_iso(tai - 0.05), "Trigger time (TAI)"),
+        ("MJD-TRG", mjd_from_tai(tai - 0.05), ""),
+        ("DATE-BEG", tai_iso(tai), "Shutter open (TAI)"),
+        ("MJD-BEG", mjd_from_tai(tai), ""),
+        ("DATE-END", tai_iso(end), "Shutter closed (TAI)"),
+        ("MJD-END", mjd_from_tai(end), ""),
+        ("TIMESYS", "TAI", "Time scale"),
+        ("OBSID", obsid, "Image name"),
+        ("GROUPID", group_id or tai_iso(tai), "Group of exposures"),
+        ("BUNIT", "adu", ""),
+        ("IMGTYPE", img_type.upper(), "Image type"),
+        ("TESTTYPE", img_type.upper(), ""),
+        ("CAMCODE", instrument.cam_code, "Camera code"),
+        ("CONTRLLR", controller, "Controller (O = OCS)"),
+        ("DAYOBS", day_obs, "Observing day (rolls over at 12:00 TAI)"),
+        ("SEQNUM", seq_num, "Sequence number"),
+        ("PROGRAM", "SIMULATION", ""),
+        ("REASON", "simulation", ""),
+        ("CURINDEX", 1, ""),
+        ("MAXINDEX", 1, ""),
+        ("OBSANNOT", "", ""),
+        ("INSTRUME", instrument.name, ""),
+        ("TELESCOP", optics.telescope, ""),
+        ("OBS-LONG", site.longitude, "deg east"),
+        ("OBS-LAT", site.latitude, "deg"),
+        ("OBS-ELEV", site.elevation, "m"),
+        ("OBJECT", "SIMULATED_FIELD" if kind == "sky" else img_type.upper(), ""),
+        ("RA", point.ra, "Boresight RA (deg)"),
+        ("DEC", point.dec, "Boresight Dec (deg)"),
+        ("RASTART", point.ra, ""),
+        ("DECSTART", point.dec, ""),
+        ("RAEND", point.ra, ""),
+        ("DECEND", point.dec, ""),
+        ("ROTPA", point.rot_pa, "Rotation position angle (deg)"),
+        ("ROTCOORD", "sky", ""),
+        ("HASTART", num(ha0), "Hour angle (h)"),
+        ("HAEND", num(ha1), ""),
+        ("ELSTART", num(el0), "Elevation (deg)"),
+        ("ELEND", num(el1), ""),
+        ("AZSTART", num(az0), "Azimuth (deg)"),
+        ("AZEND", num(az1), ""),
+        ("AMSTART", num(am0), "Airmass"),
+        ("AMEND", num(am1), ""),
+        ("TRACKSYS", "RADEC", ""),
+        ("RADESYS", "ICRS", ""),
+        ("FOCUSZ", 0.0, ""),
+        ("CCD_MANU", detector.physical_type.split("_")[0], "CCD manufacturer"),
+        ("CCD_TYPE", detector.physical_type, "Physical type"),
+        ("CCDSLOT", detector.sensor, ""),
+        ("RAFTBAY", detector.raft, ""),
+        ("LSST_NUM", lsst_num(instrument, detector), ""),
+        ("DETSIZE", geometry.detsize, ""),
+        ("HEADVER", 2, ""),
+        ("FILTBAND", band, ""),
+        ("FILTER", filter_name, "Physical filter"),
+        ("FILTPOS", 1, ""),
+        ("FILTSLOT", 1, ""),
+    ]
+    if instrument.name == "LATISS":
+        cards.append(("GRATING", grating or "empty", "Disperser"))
+    cards += [
+        ("EXPTIME", float(exp_time), "Exposure time (s)"),
+        ("DARKTIME", float(exp_time), "Dark time (s)"),
+        ("SHUTTIME", float(exp_time) if kind not in ("bias", "dark") else 0.0, "Shutter open time (s)"),
+    ]
+    header = fits.Header()
+    for key, value, comment in cards:
+        header[key] = (value, comment)
+    header.extend(wcs_cards(detector_wcs(instrument, detector, geometry, point)), update=True)
+    header["SIMULATE"] = (True, "lsst.ts.rapidanalysis.sim")
+    for key, value in (extra or {}).items():
+        header[key] = value
+    return header
+
+
+def _amp_header(amp, el: AmpElectronics) -> fits.Header:
+    header = fits.Header()
+    header["EXTNAME"] = amp.extname
+    header["CHANNEL"] = amp.channel
+    header["DATASEC"] = amp.datasec
+    header["DETSEC"] = amp.detsec
+    for key, value in amp.mosaic_cards().items():
+        header[key] = value
+    header["GAIN"] = (el.gain, "e-/ADU (simulation truth)")
+    header["SATURATE"] = (el.saturate, "ADU above bias")
+    return header
+
+
+def make_hdulist(
+    header: fits.Header,
+    amps: dict[str, np.ndarray],
+    geometry: DetectorGeometry,
+    electronics: dict[str, AmpElectronics],
+    *,
+    compress: bool = False,
+) -> fits.HDUList:
+    """A raw's HDUs: primary, one per amp (RICE_1 with one-row tiles if ``compress``), two tables."""
+    hdus: list[Any] = [fits.PrimaryHDU(header=header)]
+    for amp in geometry.amps:
+        amp_header = _amp_header(amp, electronics[amp.name])
+        data = amps[amp.name]
+        if compress:
+            hdus.append(
+                fits.CompImageHDU(data, amp_header, compression_type="RICE_1", tile_shape=(1, amp.raw_shape[1]))
+            )
+        else:
+            hdus.append(fits.ImageHDU(data, amp_header))
+    reb = fits.BinTableHDU.from_columns([fits.Column(name="REBTEMP", format="E", array=np.array([-40.0]))])
+    reb.header["EXTNAME"] = "REB_COND"
+    config = fits.BinTableHDU.from_columns(
+        [fits.Column(name="SEQFILE", format="40A", array=np.array(["sim_sequencer.seq"]))]
+    )
+    config.header["EXTNAME"] = "CONFIG_COND"
+    return fits.HDUList([*hdus, reb, config])
+
+
+def hdulist_bytes(hdul: fits.HDUList) -> bytes:
+    """The whole file as bytes."""
+    buffer = io.BytesIO()
+    hdul.writeto(buffer)
+    return buffer.getvalue()
+
+
+@dataclasses.dataclass
+class SimulatedRaw:
+    """What `simulate_detector` wrote.
+
+    Attributes
+    ----------
+    path : `pathlib.Path`
+        The raw.
+    truth_path : `pathlib.Path` or None
+        Its truth sidecar.
+    refcat_path : `pathlib.Path` or None
+        Its reference catalog.
+    rendered : `RenderedDetector`
+        The electron image (before digitisation) and truth.
+    electronics : `dict` [`str`, `AmpElectronics`]
+        Per amp.
+    """
+
+    path: pathlib.Path
+    truth_path: pathlib.Path | None
+    refcat_path: pathlib.Path | None
+    rendered: RenderedDetector
+    electronics: dict[str, AmpElectronics]
+
+    @property
+    def truth(self) -> dict[str, Any]:
+        """The truth dict."""
+        return self.rendered.truth
+
+
+def electronics_truth(electronics: dict[str, AmpElectronics], row_bias_rms: float) -> dict[str, dict[str, float]]:
+    """The ``amps`` section of the truth."""
+    return {
+        name: {
+            "gain": el.gain,
+            "read_noise_e": el.read_noise,
+            "read_noise_adu": round(el.read_noise_adu, 5),
+            "bias_adu": el.bias,
+            "saturate_adu": el.saturate,
+            "row_bias_rms_adu": row_bias_rms,
+        }
+        for name, el in electronics.items()
+    }
+
+
+def _refcat_for(rendered: RenderedDetector, scene: SceneConfig):
+    """The reference catalog around a rendered detector: every sky star in and 1' around it."""
+    truth = rendered.truth
+    rows, cols = rendered.geometry.shape
+    meta = {"instrument": truth["instrument"], "detector": truth["detector"]["id"], "obsid": truth.get("obsid")}
+    if scene.n_stars is not None:
+        from astropy.table import Table
+
+        stars = truth["stars"]
+        table = Table({"id": stars["id"], "ra": stars["ra"], "dec": stars["dec"], f"{scene.band}_mag": stars["mag"]})
+        table.meta.update(meta | {"band": scene.band, "note": "the stars placed in this detector (n_stars mode)"})
+        return table
+    centre = rendered.wcs.all_pix2world([[(cols - 1) / 2 + 1, (rows - 1) / 2 + 1]], 1)[0]
+    pixel_deg = get_optics(rendered.instrument).pixel_scale / 3600.0
+    radius = math.hypot(rows, cols) / 2 * pixel_deg + 1 / 60.0
+    return reference_catalog(scene.star_field(), float(centre[0]), float(centre[1]), radius, band=scene.band, meta=meta)
+
+
+def simulate_detector(
+    instrument: Instrument | str,
+    detector: Detector | int | str,
+    root: pathlib.Path | str,
+    obsid: str,
+    *,
+    scene: SceneConfig | None = None,
+    img_type: str = "OBJECT",
+    exp_time: float | None = None,
+    pointing: Pointing | dict | None = None,
+    tai_start: float | None = None,
+    group_id: str | None = None,
+    seed: int = 0,
+    scale: float = 1.0,
+    compress: bool = False,
+    row_bias_rms: float = 1.5,
+    write_truth_file: bool = True,
+    write_refcat_file: bool = True,
+    write_response: bool = False,
+    grating: str | None = None,
+    extra_headers: dict[str, Any] | None = None,
+) -> SimulatedRaw:
+    """Render one detector of an exposure and write its raw, truth and reference catalog.
+
+    Parameters
+    ----------
+    instrument : `Instrument` or `str`
+        The instrument.
+    detector : `Detector`, `int` or `str`
+        The detector.
+    root : `pathlib.Path` or `str`
+        Raw-store root (files go to ``{root}/{instrument}/{dayObs}/{obsid}/``).
+    obsid : `str`
+        Image name (its camera code must be the instrument's).
+    scene : `SceneConfig`, optional
+        The scene.
+    img_type : `str`
+        ``OBJECT``, ``BIAS``, ``DARK``, ``FLAT``, ...
+    exp_time : `float`, optional
+        Seconds (default ``scene.exp_time``; 0 for BIAS).
+    pointing : `Pointing` or `dict`, optional
+        Boresight (default: a little east of the zenith at ``tai_start``).
+    tai_start : `float`, optional
+        TAI unix seconds of the shutter opening (default from the obsid's day and number).
+    group_id : `str`, optional
+        ``GROUPID``.
+    seed : `int`
+        Seed of the exposure (noise, cosmic rays).
+    scale : `float`
+        Data-section scale (1 = full size).
+    compress : `bool`
+        RICE_1 tile compression (``.fits.fz``).
+    row_bias_rms : `float`
+        Per-row bias structure (ADU rms).
+    write_truth_file, write_refcat_file : `bool`
+        Write ``{file}.truth.json`` / ``{file}.refcat.ecsv``.
+    write_response : `bool`
+        Also write the per-pixel response as ``{file}.response.fits`` (flats' truth; float32).
+    grating : `str`, optional
+        LATISS grating (``GRATING``).
+    extra_headers : `dict`, optional
+        Extra primary-header cards.
+    """
+    instrument = get_instrument(instrument) if isinstance(instrument, str) else instrument
+    if not isinstance(detector, Detector):
+        detector = instrument.detector(detector)
+    scene = scene or SceneConfig()
+    _, day_obs, seq_num = parse_obsid(obsid, instrument)
+    tai = float(tai_start) if tai_start is not None else default_tai_start(day_obs, seq_num)
+    point = Pointing.from_any(pointing, zenith_pointing(tai, instrument))
+    rendered = render_detector(
+        instrument, detector, scene=scene, img_type=img_type, exp_time=exp_time, pointing=point, seed=seed, scale=scale
+    )
+    geometry = rendered.geometry
+    electronics = amp_electronics(instrument, detector, geometry, full_well=scene.full_well)
+    rng = np.random.default_rng([seed, detector.id, 1])
+    amps = electrons_to_amps(rendered.image, geometry, electronics, rng, row_bias_rms=row_bias_rms)
+    header = primary_header(
+        instrument,
+        detector,
+        geometry,
+        obsid=obsid,
+        img_type=img_type,
+        exp_time=rendered.truth["exp_time"],
+        tai_start=tai,
+        pointing=point,
+        group_id=group_id,
+        band=scene.band,
+        grating=grating,
+        extra=extra_headers,
+    )
+    path = raw_path(root, instrument, obsid, detector, compress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    truth = rendered.truth
+    truth.update(
+        obsid=obsid,
+        file=path.name,
+        tai_start=tai,
+        amps=electronics_truth(electronics, row_bias_rms),
+        filter=header["FILTER"],
+    )
+    header["SIMSEED"] = (seed, "simulation seed")
+    refcat_file = None
+    if write_refcat_file and image_class(img_type) == "sky":
+        refcat_file = path.with_name(path.name + ".refcat.ecsv")
+        write_refcat(_refcat_for(rendered, scene), refcat_file)
+        truth["refcat"] = refcat_file.name
+    if write_response and image_class(img_type) == "flat":
+        response_file = path.with_name(path.name + ".response.fits")
+        response = pixel_response(instrument, detector, scene, scale=scale)
+        write_atomic(response_file, hdulist_bytes(fits.HDUList([fits.PrimaryHDU(response)])))
+        truth["response"]["file"] = response_file.name
+    truth_file = None
+    if write_truth_file:
+        truth_file = write_truth(truth_path(path), truth)
+        header["SIMTRUTH"] = (truth_file.name, "truth sidecar")
+    hdul = make_hdulist(header, amps, geometry, electronics, compress=compress)
+    write_atomic(path, hdulist_bytes(hdul))
+    return SimulatedRaw(path, truth_file, refcat_file, rendered, electronics)
+
+
+def simulate_exposure(
+    instrument: Instrument | str,
+    root: pathlib.Path | str,
+    obsid: str,
+    *,
+    detectors: Sequence[int] | None = None,
+    scene: SceneConfig | None = None,
+    img_type: str = "OBJECT",
+    exp_time: float | None = None,
+    pointing: Pointing | dict | None = None,
+    tai_start: float | None = None,
+    group_id: str | None = None,
+    seed: int = 0,
+    scale: float = 1.0,
+    compress: bool = False,
+    **kwargs: Any,
+) -> dict[int, pathlib.Path]:
+    """Render and write every selected detector of one exposure (see `simulate_detector`).
+
+    ``detectors`` defaults to the instrument's science detectors. All detectors share the
+    pointing, time and group id; each gets its own noise. Returns the raw paths by detector id.
+    """
+    instrument = get_instrument(instrument) if isinstance(instrument, str) else instrument
+    ids = list(detectors) if detectors is not None else [d.id for d in instrument.science_detectors]
+    _, day_obs, seq_num = parse_obsid(obsid, instrument)
+    tai = float(tai_start) if tai_start is not None else default_tai_start(day_obs, seq_num)
+    point = Pointing.from_any(pointing, zenith_pointing(tai, instrument))
+    group = group_id or tai_iso(tai)
+    out = {}
+    for detector_id in ids:
+        result = simulate_detector(
+            instrument,
+            detector_id,
+            root,
+            obsid,
+            scene=scene,
+            img_type=img_type,
+            exp_time=exp_time,
+            pointing=point,
+            tai_start=tai,
+            group_id=group,
+            seed=seed,
+            scale=scale,
+            compress=compress,
+            **kwargs,
+        )
+        out[detector_id] = result.path
+    return out
