@@ -106,9 +106,12 @@ class WorkerPool:
             self.client = await Client(self.cluster, asynchronous=True, timeout=_CONNECT_TIMEOUT)
             await self.client.wait_for_workers(self.n_workers, timeout=_CONNECT_TIMEOUT)
         else:
+            client = Client(self.scheduler_address, asynchronous=True, timeout=_CONNECT_TIMEOUT)
             try:
-                self.client = await Client(self.scheduler_address, asynchronous=True, timeout=_CONNECT_TIMEOUT)
+                self.client = await client
             except (OSError, TimeoutError) as e:
+                # Close it now: left to the garbage collector it tries to, after our loop is gone.
+                await client.close()
                 raise PoolLostError(f"Cannot connect to the Dask scheduler at {self.scheduler_address}: {e}") from e
         await self.refresh()
         self.log.info(

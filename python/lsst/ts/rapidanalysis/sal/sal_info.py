@@ -228,9 +228,21 @@ class SalInfo:
             return
         self._reading_stopped = True
         cancelled: list[asyncio.Task] = []
-        for read_topic, reader in self._readers.values():
-            if self.domain._pump is not None:
+        if self.domain._pump is not None:
+            for _, reader in self._readers.values():
                 self.domain._pump.remove_reader(reader)
+            # Deliver what the pump already handed to the loop, then what is still in the readers:
+            # e.g. the final ack of a command whose CSC is closing the domain we share.
+            await asyncio.sleep(0)
+            for read_topic, reader in self._readers.values():
+                try:
+                    valid = [s for s in reader.take(N=1000) if s.sample_info.valid_data]
+                except Exception as e:
+                    self.log.warning("Could not drain %s: %r", read_topic.attr_name, e)
+                    continue
+                if valid:
+                    read_topic._deliver(valid)
+        for read_topic, _ in self._readers.values():
             cancelled += read_topic._close()
         for cmd_callback in list(self._running_cmds.values()):
             cmd_callback(None)

@@ -74,6 +74,8 @@ class SamplePump:
         self._waitset.attach(self._guard)
         self._entries: list[_Entry] = []
         self._lock = threading.Lock()
+        # Held while samples are taken and handed over, so remove_reader can wait for that.
+        self._iteration_lock = threading.Lock()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -93,8 +95,13 @@ class SamplePump:
         self._guard.set(True)  # so samples already cached are taken now
 
     def remove_reader(self, reader: DataReader) -> None:
-        """Stop serving ``reader`` (before it is deleted)."""
-        with self._lock:
+        """Stop serving ``reader`` (before it is deleted).
+
+        Waits for a take in progress: once this returns, every sample the pump took from
+        ``reader`` has been handed to the loop (``call_soon_threadsafe``) and the rest are
+        still in the reader, for the caller to drain.
+        """
+        with self._iteration_lock, self._lock:
             kept = [e for e in self._entries if e.reader is not reader]
             removed = [e for e in self._entries if e.reader is reader]
             self._entries = kept
@@ -153,20 +160,8 @@ class SamplePump:
                 # waiter resume before the state it caused was visible (set_summary_state then read a
                 # stale summaryState and sent the wrong command).
                 batch: list[tuple[Callable[[list[Any]], None], list[Any]]] = []
-                historical = self._take_all(batch)
-                # History comes in several packets; deliver it all at once, or get()/aget() of a late
-                # joiner would return a sample from the first packet rather than the newest one.
-                deadline = time.monotonic() + _HISTORY_MAX_SETTLE
-                while historical and not self._stopping and time.monotonic() < deadline:
-                    count = len(batch)
-                    self._waitset.wait(_HISTORY_QUIET_NS)
-                    if self._guard.read():
-                        self._guard.take()
-                    self._take_all(batch)
-                    if len(batch) == count:
-                        break
-                if batch:
-                    self.loop.call_soon_threadsafe(_deliver_batch, batch)
+                with self._iteration_lock:
+                    self._take_and_deliver(batch)
             except RuntimeError:
                 # The loop is closed: nothing left to deliver to.
                 return
@@ -174,3 +169,20 @@ class SamplePump:
                 if self._stopping:
                     return
                 log.exception("DDS sample pump failed; continuing")
+
+    def _take_and_deliver(self, batch: list[tuple[Callable[[list[Any]], None], list[Any]]]) -> None:
+        """Take everything new (history in full) and hand it to the loop in one callback."""
+        historical = self._take_all(batch)
+        # History comes in several packets; deliver it all at once, or get()/aget() of a late
+        # joiner would return a sample from the first packet rather than the newest one.
+        deadline = time.monotonic() + _HISTORY_MAX_SETTLE
+        while historical and not self._stopping and time.monotonic() < deadline:
+            count = len(batch)
+            self._waitset.wait(_HISTORY_QUIET_NS)
+            if self._guard.read():
+                self._guard.take()
+            self._take_all(batch)
+            if len(batch) == count:
+                break
+        if batch:
+            self.loop.call_soon_threadsafe(_deliver_batch, batch)
