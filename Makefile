@@ -1,12 +1,13 @@
 # RapidAnalysis: two commands on a fresh machine.
 #   make test   create .venv if missing, install with test extras, lint, run the test suite
 #   make demo   create .venv if missing, install, run the simulated observatory end to end
+#               (camera and mount simulators, the Rapid Analysis CSC, an observing sequence)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint format bench clean
+.PHONY: test demo sal-demo lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +23,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
 demo: $(STAMP)
+	$(BIN)/rapid_analysis demo --workdir rapid_analysis_demo
+
+sal-demo: $(STAMP)
 	$(BIN)/sal_demo
 
 lint: $(STAMP)
@@ -33,6 +37,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/sal_latency.py
+	$(BIN)/python bench/dispatch.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info python/*.egg-info

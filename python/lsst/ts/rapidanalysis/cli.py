@@ -269,11 +269,45 @@ def print_summary(
 
 
 #: The subcommands, by name. Others add theirs here (e.g. ``simulate``, ``demo``).
+def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    from .sim.demo import add_demo_arguments  # the simulator is only imported when asked for
+
+    add_demo_arguments(parser)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .sim.demo import run_demo_command
+
+    return run_demo_command(args)
+
+
+def _add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
+    from .sim.simulate_cli import add_simulate_arguments
+
+    add_simulate_arguments(parser)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from .sim.simulate_cli import run_simulate
+
+    return run_simulate(args)
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
     "run": Subcommand(
         help="run a pipeline here, in this process, on local files, and print its result",
         add_arguments=_add_run_arguments,
         handler=_run,
+    ),
+    "simulate": Subcommand(
+        help="simulate raws (images) or a night's untriggered image stream on DDS (night)",
+        add_arguments=_add_simulate_arguments,
+        handler=_simulate,
+    ),
+    "demo": Subcommand(
+        help="a simulated observatory end to end: camera and mount simulators, the CSC, an observing sequence",
+        add_arguments=_add_demo_arguments,
+        handler=_demo,
     ),
 }
 

@@ -1,0 +1,279 @@
+"""``rapid_analysis demo``: a simulated observatory, end to end, on one machine.
+
+It starts a camera simulator (a CSC on DDS that writes raws in the camera's own format), the
+mount telemetry simulator, and the Rapid Analysis CSC in its own process with its own Dask
+pool; then it observes as a ScriptQueue script would — take images, ``processData`` on each,
+await ``jobResult`` — and prints a summary table with where the products and the results
+database are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import pathlib
+import sys
+import time
+
+from ..data.camera import get_instrument
+from ..sal import Domain, Remote, State, set_summary_state
+from ..sal.testutils import set_random_lsst_dds_partition_prefix
+
+__all__ = ["add_demo_arguments", "run_demo_command", "DemoObservation"]
+
+_CAMERA_BY_INSTRUMENT = {"LATISS": "ATCamera", "LSSTComCam": "CCCamera", "LSSTCam": "MTCamera"}
+_CSC_CONFIG = """\
+# Written by rapid_analysis demo.
+data_roots: {{LATISS: {raw}, LSSTComCam: {raw}, LSSTCam: {raw}}}
+raw_wait_timeout: 20.0
+scheduler_address: ""
+n_workers: {n_workers}
+threads_per_worker: 1
+worker_memory_limit: auto
+processing_mode: asynchronous
+max_queue_length: 500
+default_time_limit: 300.0
+lag_threshold: 60.0
+pipelines: {{}}
+database_url: ""
+output_root: {products}
+output_url_root: ""
+"""
+
+
+class DemoObservation:
+    """One row of the summary: an image, the per-detector jobs run on it, and what they measured."""
+
+    def __init__(self, obsid: str, img_type: str, exp_time: float) -> None:
+        self.obsid = obsid
+        self.img_type = img_type
+        self.exp_time = exp_time
+        self.n_jobs = 0
+        self.n_ok = 0
+        self.success = False
+        self.duration = 0.0
+        self.latency = 0.0
+        self.metrics: dict[str, list[float]] = {}
+        self.products: list[str] = []
+        self.error = ""
+
+    def mean(self, key: str) -> float | None:
+        """Mean of a metric over the detectors that reported it."""
+        values = [v for v in self.metrics.get(key, []) if isinstance(v, int | float)]
+        return sum(values) / len(values) if values else None
+
+
+async def _process_per_detector(ra: Remote, observation: DemoObservation, detectors: list[int]) -> None:
+    """As Rapid Analysis does: one job per detector, newest image first, then gather the results."""
+    t0 = time.monotonic()
+    job_ids = set()
+    for detector in detectors:
+        ack = await ra.cmd_processData.set_start(
+            dataId=json.dumps({"obsid": observation.obsid, "detectors": [detector]}),
+            pipeline="image_stats",
+            config="{}",
+            timeout=30,
+        )
+        job_ids.add(json.loads(ack.result)["jobId"])
+    observation.n_jobs = len(job_ids)
+    errors = []
+    while job_ids:
+        result = await ra.evt_jobResult.next(flush=False, timeout=300)
+        if result.jobId not in job_ids:
+            continue
+        job_ids.discard(result.jobId)
+        observation.duration += result.duration
+        if not result.success:
+            errors.append(result.errorReport)
+            continue
+        observation.n_ok += 1
+        details = json.loads(result.result)
+        for key, value in details.get("metrics", {}).items():
+            observation.metrics.setdefault(key, []).append(value)
+        observation.products += details.get("products", [])
+    observation.latency = time.monotonic() - t0
+    observation.success = observation.n_ok == observation.n_jobs
+    observation.error = "; ".join(errors[:2])
+
+
+def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``rapid_analysis demo``."""
+    parser.add_argument(
+        "--instrument", default="LSSTComCam", choices=["LATISS", "LSSTComCam", "LSSTCam"], help="camera to simulate"
+    )
+    parser.add_argument("--workdir", default="rapid_analysis_demo", help="where raws, products and the database go")
+    parser.add_argument("--images", type=int, default=3, help="science images to take (after one bias)")
+    parser.add_argument("--exp-time", type=float, default=15.0, help="exposure time of science images (s)")
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=0.1,
+        help="wall seconds per simulated second (0.1: a 15 s exposure takes 1.5 s)",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="Dask worker processes of the CSC's pool")
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+async def _start_rapid_analysis(
+    index: int, config_dir: pathlib.Path, log_path: pathlib.Path
+) -> asyncio.subprocess.Process:
+    exe = pathlib.Path(sys.executable).parent / "run_rapid_analysis"
+    log_file = log_path.open("w")
+    return await asyncio.create_subprocess_exec(
+        str(exe),
+        str(index),
+        "--configdir",
+        str(config_dir),
+        "--state",
+        "enabled",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=log_file,
+        stderr=log_file,
+    )
+
+
+async def _await_state(remote: Remote, state: State, timeout: float) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        remaining = deadline - asyncio.get_running_loop().time()
+        data = await remote.evt_summaryState.next(flush=False, timeout=max(0.1, remaining))
+        if data.summaryState == state:
+            return
+        if data.summaryState == State.FAULT:
+            error = remote.evt_errorCode.get()
+            raise RuntimeError(f"{remote.salinfo.name_index} went to FAULT: {error.errorReport if error else ''}")
+
+
+async def run_demo(args: argparse.Namespace) -> int:
+    """Run the demo; return the process exit code."""
+    from .camera_sim import CameraSimulator, SimClock
+    from .mount_sim import make_mount_simulator
+    from .stream import StreamWriter
+
+    instrument = get_instrument(args.instrument)
+    workdir: pathlib.Path = args.workdir  # made absolute, with its config, by run_demo_command
+    raw_root, products, config_dir = workdir / "raw", workdir / "products", workdir / "config"
+    camera_name = _CAMERA_BY_INSTRUMENT[instrument.name]
+    _say(
+        f"Simulated observatory: {instrument.name} ({len(instrument.science_detectors)} science detectors), "
+        f"workdir {workdir}"
+    )
+
+    t0 = time.monotonic()
+    writer = StreamWriter(instrument, raw_root, detectors=[d.id for d in instrument.science_detectors])
+    writer.prepare("BIAS", 0.0)
+    writer.prepare("OBJECT", args.exp_time)
+    _say(f"1. Raw templates rendered ({time.monotonic() - t0:.1f} s)")
+    ra_process = await _start_rapid_analysis(int(instrument.sal_index), config_dir, workdir / "rapid_analysis.log")
+    observations: list[DemoObservation] = []
+    try:
+        # One simulated clock for camera and mount, so exposures and telemetry share a time line.
+        clock = SimClock(time_scale=args.time_scale)
+        mount = make_mount_simulator(instrument.name, clock=clock, jitter_arcsec=0.1)
+        camera = CameraSimulator(
+            instrument.name,
+            writer=writer.write_exposure,
+            clock=clock,
+            pointing=mount.pointing_at,
+            initial_state=State.ENABLED,
+        )
+        async with Domain() as domain:
+            # Subscribe only to what the script reads (an unread heartbeat queue fills and warns).
+            ra = Remote(
+                domain,
+                "RapidAnalysis",
+                int(instrument.sal_index),
+                include=["summaryState", "errorCode", "workerPool", "jobResult"],
+            )
+            cam = Remote(domain, camera_name, include=["summaryState", "endReadout"])
+            await asyncio.gather(ra.start_task, cam.start_task, camera.start_task, mount.start_task)
+            _say(
+                f"2. {camera_name} simulator ENABLED; mount telemetry flowing; starting the Rapid Analysis CSC "
+                f"(index {int(instrument.sal_index)}, its own Dask pool of {args.workers} workers)"
+            )
+            await _await_state(ra, State.ENABLED, timeout=120)
+            pool = await ra.evt_workerPool.aget(timeout=30)
+            _say(f"3. RapidAnalysis ENABLED: {pool.nWorkers} workers, scheduler {pool.schedulerAddress}")
+
+            plan = [("BIAS", 0.0)] + [("OBJECT", args.exp_time)] * args.images
+            for img_type, exp_time in plan:
+                cam.evt_endReadout.flush()
+                await cam.cmd_takeImages.set_start(
+                    numImages=1,
+                    expTime=exp_time,
+                    shutter=exp_time > 0,
+                    sensors="",
+                    keyValueMap=f"imageType: {img_type}",
+                    obsNote="demo",
+                    timeout=60 + exp_time,
+                )
+                end = await cam.evt_endReadout.next(flush=False, timeout=30)
+                observation = DemoObservation(end.imageName, img_type, exp_time)
+                observations.append(observation)
+                await _process_per_detector(ra, observation, [d.id for d in instrument.science_detectors])
+                status = "ok" if observation.success else f"FAILED: {observation.error}"
+                _say(
+                    f"   {end.imageName} {img_type:6s} → image_stats on {observation.n_jobs} detectors: {status} "
+                    f"({observation.latency:.1f} s from endReadout to the last jobResult)"
+                )
+
+            _say("4. Shutting the Rapid Analysis CSC down (standby → offline)")
+            await set_summary_state(ra, State.OFFLINE, timeout=120)
+            await ra.close()
+            await cam.close()
+        await camera.close()
+        await mount.close()
+        code = await asyncio.wait_for(ra_process.wait(), 60)
+    finally:
+        if ra_process.returncode is None:
+            ra_process.terminate()
+            await ra_process.wait()
+
+    _print_summary(observations, products)
+    return 0 if observations and all(o.success for o in observations) and code == 0 else 1
+
+
+def _print_summary(observations: list[DemoObservation], products: pathlib.Path) -> None:
+    _say("\nSummary (means over detectors)")
+    header = (
+        f"{'image':22s} {'type':6s} {'exp s':>5s} {'jobs ok':>7s} {'cpu s':>6s} {'wall s':>6s} "
+        f"{'overscan adu':>12s} {'read noise adu':>14s} {'sky/median adu':>14s}"
+    )
+    _say(header)
+    _say("-" * len(header))
+
+    def fmt(value: float | None) -> str:
+        return f"{value:.2f}" if value is not None else "—"
+
+    for o in observations:
+        _say(
+            f"{o.obsid:22s} {o.img_type:6s} {o.exp_time:5.1f} {f'{o.n_ok}/{o.n_jobs}':>7s} {o.duration:6.1f} "
+            f"{o.latency:6.1f} {fmt(o.mean('overscanLevel')):>12s} {fmt(o.mean('meanReadNoise')):>14s} "
+            f"{fmt(o.mean('medianLevel')):>14s}"
+        )
+    plots = sorted({p for o in observations for p in o.products})
+    _say(f"\nProducts: {len(plots)} plots under {products}, e.g.")
+    for path in plots[:3]:
+        _say(f"  {path}")
+    database = products / "results.sqlite3"
+    _say(f"Results database: {database}")
+    query = f"from lsst.ts.rapidanalysis.results import open_results; print(open_results('{database}').jobs())"
+    _say(f'  python -c "{query}"')
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    """Entry of ``rapid_analysis demo``."""
+    if not os.environ.get("LSST_DDS_PARTITION_PREFIX"):
+        set_random_lsst_dds_partition_prefix()
+    os.environ.setdefault("LSST_SITE", "demo")
+    args.workdir = pathlib.Path(args.workdir).resolve()
+    raw_root, products, config_dir = args.workdir / "raw", args.workdir / "products", args.workdir / "config"
+    for directory in (raw_root, products, config_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    (config_dir / "_init.yaml").write_text(_CSC_CONFIG.format(raw=raw_root, products=products, n_workers=args.workers))
+    return asyncio.run(run_demo(args))
