@@ -23,7 +23,6 @@ from ..sal.testutils import set_random_lsst_dds_partition_prefix
 
 __all__ = ["add_demo_arguments", "run_demo_command", "DemoObservation"]
 
-_CAMERA_BY_INSTRUMENT = {"LATISS": "ATCamera", "LSSTComCam": "CCCamera", "LSSTCam": "MTCamera"}
 _CSC_CONFIG = """\
 # Written by rapid_analysis demo.
 data_roots: {{LATISS: {raw}, LSSTComCam: {raw}, LSSTCam: {raw}}}
@@ -151,14 +150,12 @@ async def _await_state(remote: Remote, state: State, timeout: float) -> None:
 
 async def run_demo(args: argparse.Namespace) -> int:
     """Run the demo; return the process exit code."""
-    from .camera_sim import CameraSimulator, SimClock
-    from .mount_sim import make_mount_simulator
+    from .observatory import make_telescope
     from .stream import StreamWriter
 
     instrument = get_instrument(args.instrument)
     workdir: pathlib.Path = args.workdir  # made absolute, with its config, by run_demo_command
     raw_root, products, config_dir = workdir / "raw", workdir / "products", workdir / "config"
-    camera_name = _CAMERA_BY_INSTRUMENT[instrument.name]
     _say(
         f"Simulated observatory: {instrument.name} ({len(instrument.science_detectors)} science detectors), "
         f"workdir {workdir}"
@@ -172,16 +169,7 @@ async def run_demo(args: argparse.Namespace) -> int:
     ra_process = await _start_rapid_analysis(int(instrument.sal_index), config_dir, workdir / "rapid_analysis.log")
     observations: list[DemoObservation] = []
     try:
-        # One simulated clock for camera and mount, so exposures and telemetry share a time line.
-        clock = SimClock(time_scale=args.time_scale)
-        mount = make_mount_simulator(instrument.name, clock=clock, jitter_arcsec=0.1)
-        camera = CameraSimulator(
-            instrument.name,
-            writer=writer.write_exposure,
-            clock=clock,
-            pointing=mount.pointing_at,
-            initial_state=State.ENABLED,
-        )
+        telescope = make_telescope(instrument, writer.write_exposure, time_scale=args.time_scale)
         async with Domain() as domain:
             # Subscribe only to what the script reads (an unread heartbeat queue fills and warns).
             ra = Remote(
@@ -190,11 +178,12 @@ async def run_demo(args: argparse.Namespace) -> int:
                 int(instrument.sal_index),
                 include=["summaryState", "errorCode", "workerPool", "jobResult"],
             )
-            cam = Remote(domain, camera_name, include=["summaryState", "endReadout"])
-            await asyncio.gather(ra.start_task, cam.start_task, camera.start_task, mount.start_task)
+            cam = Remote(domain, telescope.camera_name, include=["summaryState", "endReadout"])
+            await asyncio.gather(ra.start_task, cam.start_task, telescope.start())
             _say(
-                f"2. {camera_name} simulator ENABLED; mount telemetry flowing; starting the Rapid Analysis CSC "
-                f"(index {int(instrument.sal_index)}, its own Dask pool of {args.workers} workers)"
+                f"2. {telescope.camera_name} simulator ENABLED; mount telemetry flowing; "
+                f"starting the Rapid Analysis CSC (index {int(instrument.sal_index)}, "
+                f"its own Dask pool of {args.workers} workers)"
             )
             await _await_state(ra, State.ENABLED, timeout=120)
             pool = await ra.evt_workerPool.aget(timeout=30)
@@ -226,8 +215,7 @@ async def run_demo(args: argparse.Namespace) -> int:
             await set_summary_state(ra, State.OFFLINE, timeout=120)
             await ra.close()
             await cam.close()
-        await camera.close()
-        await mount.close()
+        await telescope.close()
         code = await asyncio.wait_for(ra_process.wait(), 60)
     finally:
         if ra_process.returncode is None:

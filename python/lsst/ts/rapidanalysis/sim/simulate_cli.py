@@ -15,12 +15,11 @@ import pathlib
 import time
 
 from ..data.camera import get_instrument
-from ..sal import Domain, Remote, State
+from ..sal import Domain, Remote
 from ..sal.testutils import set_random_lsst_dds_partition_prefix
 
 __all__ = ["add_simulate_arguments", "run_simulate"]
 
-_CAMERA_BY_INSTRUMENT = {"LATISS": "ATCamera", "LSSTComCam": "CCCamera", "LSSTCam": "MTCamera"}
 _IMAGE_TYPES = ("OBJECT", "BIAS", "DARK", "FLAT")
 
 
@@ -95,8 +94,7 @@ def _simulate_images(args: argparse.Namespace) -> int:
 
 
 async def _simulate_night(args: argparse.Namespace) -> int:
-    from .camera_sim import CameraSimulator, SimClock
-    from .mount_sim import make_mount_simulator
+    from .observatory import make_telescope
     from .stream import StreamWriter
 
     instrument = get_instrument(args.instrument)
@@ -104,19 +102,11 @@ async def _simulate_night(args: argparse.Namespace) -> int:
     writer = StreamWriter(instrument, args.root, detectors=detectors, compress=args.compress)
     print(f"Rendering templates for {len(detectors)} {instrument.name} detectors ...", flush=True)
     writer.prepare("OBJECT", args.exp_time)
-    clock = SimClock(time_scale=args.time_scale)
-    mount = make_mount_simulator(instrument.name, clock=clock)
-    camera = CameraSimulator(
-        instrument.name,
-        writer=writer.write_exposure,
-        clock=clock,
-        pointing=mount.pointing_at,
-        initial_state=State.ENABLED,
-    )
-    camera_name = _CAMERA_BY_INSTRUMENT[instrument.name]
+    telescope = make_telescope(instrument, writer.write_exposure, time_scale=args.time_scale)
+    clock, camera_name = telescope.clock, telescope.camera_name
     async with Domain() as domain:
         cam = Remote(domain, camera_name, include=["endReadout"])
-        await asyncio.gather(cam.start_task, camera.start_task, mount.start_task)
+        await asyncio.gather(cam.start_task, telescope.start())
         print(
             f"{camera_name} and mount simulators running (DDS partition prefix "
             f"{os.environ['LSST_DDS_PARTITION_PREFIX']}); {args.visits} images every {args.cadence:g} s",
@@ -143,8 +133,7 @@ async def _simulate_night(args: argparse.Namespace) -> int:
                 flush=True,
             )
         await cam.close()
-    await camera.close()
-    await mount.close()
+    await telescope.close()
     writer.close()
     return 0
 
