@@ -485,6 +485,76 @@ def _refcat_for(rendered: RenderedDetector, scene: SceneConfig):
     return reference_catalog(scene.star_field(), float(centre[0]), float(centre[1]), radius, band=scene.band, meta=meta)
 
 
+@dataclasses.dataclass
+class RawParts:
+    """What every simulated raw is made of before it is written: its path, primary header,
+    amplifier data and electronics, and its truth (filled in with the file's identity)."""
+
+    path: pathlib.Path
+    header: fits.Header
+    amps: Any
+    electronics: Any
+    truth: dict[str, Any]
+
+
+def raw_parts(
+    rendered: RenderedDetector,
+    instrument: Instrument,
+    detector: Detector,
+    root: pathlib.Path | str,
+    obsid: str,
+    *,
+    img_type: str,
+    tai: float,
+    pointing: Pointing,
+    group_id: str | None,
+    band: str,
+    grating: str | None,
+    extra_headers: dict[str, Any] | None,
+    seed: int,
+    row_bias_rms: float,
+    full_well: float,
+    compress: bool,
+    truth_extra: dict[str, Any] | None = None,
+) -> RawParts:
+    """Turn a rendered detector into raw amplifiers, a primary header, a path and its truth.
+
+    Shared by science, calibration and dispersed raws; ``truth_extra`` adds (or overrides)
+    truth fields (e.g. the spectrum's filter and grating).
+    """
+    geometry = rendered.geometry
+    electronics = amp_electronics(instrument, detector, geometry, full_well=full_well)
+    rng = np.random.default_rng([seed, detector.id, 1])
+    amps = electrons_to_amps(rendered.image, geometry, electronics, rng, row_bias_rms=row_bias_rms)
+    header = primary_header(
+        instrument,
+        detector,
+        geometry,
+        obsid=obsid,
+        img_type=img_type,
+        exp_time=rendered.truth["exp_time"],
+        tai_start=tai,
+        pointing=pointing,
+        group_id=group_id,
+        band=band,
+        grating=grating,
+        extra=extra_headers,
+    )
+    path = raw_path(root, instrument, obsid, detector, compress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    truth = rendered.truth
+    truth.update(
+        obsid=obsid,
+        file=path.name,
+        tai_start=tai,
+        amps=electronics_truth(electronics, row_bias_rms),
+        filter=header["FILTER"],
+    )
+    truth.update(truth_extra or {})
+    header["SIMSEED"] = (seed, "simulation seed")
+    return RawParts(path, header, amps, electronics, truth)
+
+
 def simulate_detector(
     instrument: Instrument | str,
     detector: Detector | int | str,
@@ -558,35 +628,25 @@ def simulate_detector(
     rendered = render_detector(
         instrument, detector, scene=scene, img_type=img_type, exp_time=exp_time, pointing=point, seed=seed, scale=scale
     )
-    geometry = rendered.geometry
-    electronics = amp_electronics(instrument, detector, geometry, full_well=scene.full_well)
-    rng = np.random.default_rng([seed, detector.id, 1])
-    amps = electrons_to_amps(rendered.image, geometry, electronics, rng, row_bias_rms=row_bias_rms)
-    header = primary_header(
+    parts = raw_parts(
+        rendered,
         instrument,
         detector,
-        geometry,
-        obsid=obsid,
+        root,
+        obsid,
         img_type=img_type,
-        exp_time=rendered.truth["exp_time"],
-        tai_start=tai,
+        tai=tai,
         pointing=point,
         group_id=group_id,
         band=scene.band,
         grating=grating,
-        extra=extra_headers,
+        extra_headers=extra_headers,
+        seed=seed,
+        row_bias_rms=row_bias_rms,
+        full_well=scene.full_well,
+        compress=compress,
     )
-    path = raw_path(root, instrument, obsid, detector, compress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    truth = rendered.truth
-    truth.update(
-        obsid=obsid,
-        file=path.name,
-        tai_start=tai,
-        amps=electronics_truth(electronics, row_bias_rms),
-        filter=header["FILTER"],
-    )
-    header["SIMSEED"] = (seed, "simulation seed")
+    path, header, truth = parts.path, parts.header, parts.truth
     refcat_file = None
     if write_refcat_file and image_class(img_type) == "sky":
         refcat_file = path.with_name(path.name + ".refcat.ecsv")
@@ -601,9 +661,9 @@ def simulate_detector(
     if write_truth_file:
         truth_file = write_truth(truth_path(path), truth)
         header["SIMTRUTH"] = (truth_file.name, "truth sidecar")
-    hdul = make_hdulist(header, amps, geometry, electronics, compress=compress)
+    hdul = make_hdulist(header, parts.amps, rendered.geometry, parts.electronics, compress=compress)
     write_atomic(path, hdulist_bytes(hdul))
-    return SimulatedRaw(path, truth_file, refcat_file, rendered, electronics)
+    return SimulatedRaw(path, truth_file, refcat_file, rendered, parts.electronics)
 
 
 def simulate_exposure(

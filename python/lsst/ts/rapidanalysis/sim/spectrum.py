@@ -40,13 +40,10 @@ from .raw_writer import (
     SimulatedRaw,
     amp_electronics,
     default_tai_start,
-    electronics_truth,
-    electrons_to_amps,
     hdulist_bytes,
     make_hdulist,
     parse_obsid,
-    primary_header,
-    raw_path,
+    raw_parts,
 )
 from .scene import (
     RenderedDetector,
@@ -356,38 +353,27 @@ def simulate_dispersed(
     rendered = render_dispersed(
         scene=scene, spectrum=spectrum, exp_time=exp_time, pointing=point, seed=seed, scale=scale
     )
-    geometry = rendered.geometry
-    electronics = amp_electronics(instrument, detector, geometry, full_well=scene.full_well)
-    amps = electrons_to_amps(
-        rendered.image, geometry, electronics, np.random.default_rng([seed, 0, 1]), row_bias_rms=row_bias_rms
-    )
-    header = primary_header(
+    parts = raw_parts(
+        rendered,
         instrument,
         detector,
-        geometry,
-        obsid=obsid,
+        root,
+        obsid,
         img_type="OBJECT",
-        exp_time=rendered.truth["exp_time"],
-        tai_start=tai,
+        tai=tai,
         pointing=point,
         group_id=group_id,
         band=spectrum.filter,
         grating=spectrum.grating,
-        extra=extra_headers,
+        extra_headers=extra_headers,
+        seed=seed,
+        row_bias_rms=row_bias_rms,
+        full_well=scene.full_well,
+        compress=compress,
+        truth_extra={"filter": spectrum.filter, "grating": spectrum.grating},
     )
-    path = raw_path(root, instrument, obsid, detector, compress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    truth = rendered.truth
-    truth.update(
-        obsid=obsid,
-        file=path.name,
-        tai_start=tai,
-        amps=electronics_truth(electronics, row_bias_rms),
-        filter=spectrum.filter,
-        grating=spectrum.grating,
-    )
-    header["SIMSEED"] = (seed, "simulation seed")
-    truth_file = write_truth(truth_path(path), truth)
-    header["SIMTRUTH"] = (truth_file.name, "truth sidecar")
-    write_atomic(path, hdulist_bytes(make_hdulist(header, amps, geometry, electronics, compress=compress)))
-    return SimulatedRaw(path, truth_file, None, rendered, electronics)
+    truth_file = write_truth(truth_path(parts.path), parts.truth)
+    parts.header["SIMTRUTH"] = (truth_file.name, "truth sidecar")
+    hdul = make_hdulist(parts.header, parts.amps, rendered.geometry, parts.electronics, compress=compress)
+    write_atomic(parts.path, hdulist_bytes(hdul))
+    return SimulatedRaw(parts.path, truth_file, None, rendered, parts.electronics)
