@@ -118,6 +118,7 @@ class Job:
         result = self.outcome.get("result") or {}
         return json.dumps(
             {
+                "skipped": result.get("skipped", ""),
                 "summary": result.get("summary", {}),
                 "metrics": result.get("metrics", {}),
                 "products": [p["path"] for p in result.get("products", [])],

@@ -86,6 +86,10 @@ class PipelineResult(pydantic.BaseModel):
         Files written under the job's output directory.
     summary : `dict`
         Small JSON-able summary for jobResult.result.
+    skipped : `str`
+        Non-empty when the pipeline deliberately did not measure this input (a bias frame for
+        ``mount_torque``, an undispersed image for ``spectrum_examiner``): the reason. The job
+        still succeeds; nothing is published but the jobResult.
     """
 
     image_name: str = ""
@@ -94,6 +98,7 @@ class PipelineResult(pydantic.BaseModel):
     telemetry: list[TelemetrySample] = pydantic.Field(default_factory=list)
     products: list[Product] = pydantic.Field(default_factory=list)
     summary: dict[str, Any] = pydantic.Field(default_factory=dict)
+    skipped: str = ""
 
 
 class PipelineContext:

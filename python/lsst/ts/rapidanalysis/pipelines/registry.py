@@ -7,12 +7,19 @@ from importlib.metadata import entry_points
 
 from .base import Pipeline
 from .image_stats import ImageStatsPipeline
+from .sfm import SfmPipeline
 from .test_pipelines import FailPipeline, SleepPipeline, SucceedPipeline
 
 __all__ = ["PipelineRegistry", "ENTRY_POINT_GROUP", "BUILTIN_PIPELINES"]
 
 ENTRY_POINT_GROUP = "lsst.ts.rapidanalysis.pipelines"
-BUILTIN_PIPELINES: tuple[type[Pipeline], ...] = (ImageStatsPipeline, SucceedPipeline, FailPipeline, SleepPipeline)
+BUILTIN_PIPELINES: tuple[type[Pipeline], ...] = (
+    ImageStatsPipeline,
+    SfmPipeline,
+    SucceedPipeline,
+    FailPipeline,
+    SleepPipeline,
+)
 
 log = logging.getLogger(__name__)
 
