@@ -1,13 +1,7 @@
 """Where each detector sits on the focal plane, and the sky it sees: plate scales, TAN WCS, site.
 
-Focal-plane coordinates are in mm with the boresight at (0, 0) (``ra-algorithms.md`` §6): LSSTCam
-raft ``R{y}{x}`` is centred at ``((x - 2) 127, (y - 2) 127)`` mm and sensor ``S{y}{x}`` at
-``((x - 1) 42.25, (y - 1) 42.25)`` mm from its raft centre; ComCam is raft R22 alone; LATISS is one
-sensor on the axis. Pixels are 10 µm. Corner rafts (guiders ``SG0``/``SG1``, wavefront halves
-``SW0``/``SW1``) are an approximation: in the raft's own frame the wavefront halves sit at
-x = -42.25 mm, y = -52.8125 (SW0) and -31.6875 mm (SW1), the guiders at (+42.25, -42.25) mm (SG0)
-and (-42.25, +42.25) mm (SG1); the raft frame is then turned by the raft's yaw (R00 180°, R04 270°,
-R40 90°, R44 0°), which also turns the detectors' pixel axes.
+Where detectors sit (focal-plane mm, yaw) is `lsst.ts.rapidanalysis.data.camera_layout`,
+re-exported here.
 
 Sky: field angle = focal-plane position x plate scale (no distortion), projected about the
 boresight (gnomonic). With ``ROTPA`` = 0 the focal-plane +y axis points north and +x west (east to
@@ -28,6 +22,7 @@ from astropy.wcs import WCS
 
 from ..data.amp_geometry import DetectorGeometry
 from ..data.camera import Detector, Instrument
+from ..data.camera_layout import PIXEL_SIZE_MM, detector_center_mm, pixel_to_focal_plane
 
 __all__ = [
     "PIXEL_SIZE_MM",
@@ -49,19 +44,8 @@ __all__ = [
     "zenith_pointing",
 ]
 
-#: Pixel pitch (mm).
-PIXEL_SIZE_MM = 0.010
 #: TAI - UTC (s) since 2017.
 TAI_MINUS_UTC = 37.0
-_RAFT_PITCH_MM = 127.0
-_CCD_PITCH_MM = 42.25
-_CORNER_YAW = {"R00": 180.0, "R04": 270.0, "R40": 90.0, "R44": 0.0}
-_CORNER_OFFSETS_MM = {
-    "SW0": (-42.25, -52.8125),
-    "SW1": (-42.25, -31.6875),
-    "SG0": (42.25, -42.25),
-    "SG1": (-42.25, 42.25),
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,36 +140,6 @@ def get_optics(instrument: Instrument | str) -> InstrumentOptics:
         return _OPTICS[name]
     except KeyError:
         raise ValueError(f"no optics for instrument {name!r}; known: {', '.join(_OPTICS)}") from None
-
-
-def detector_center_mm(instrument: Instrument | str, detector: Detector) -> tuple[float, float, float]:
-    """Focal-plane position (mm) of a detector's centre and the yaw (deg) of its pixel axes."""
-    name = instrument if isinstance(instrument, str) else instrument.name
-    if name == "LATISS":
-        return 0.0, 0.0, 0.0
-    raft, sensor = detector.raft, detector.sensor
-    if name == "LSSTComCam":
-        raft_x = raft_y = 0.0
-    else:
-        raft_x, raft_y = (int(raft[2]) - 2) * _RAFT_PITCH_MM, (int(raft[1]) - 2) * _RAFT_PITCH_MM
-    if sensor in _CORNER_OFFSETS_MM:
-        yaw = _CORNER_YAW[raft]
-        dx, dy = _CORNER_OFFSETS_MM[sensor]
-        c, s = math.cos(math.radians(yaw)), math.sin(math.radians(yaw))
-        return raft_x + c * dx - s * dy, raft_y + s * dx + c * dy, yaw
-    return raft_x + (int(sensor[2]) - 1) * _CCD_PITCH_MM, raft_y + (int(sensor[1]) - 1) * _CCD_PITCH_MM, 0.0
-
-
-def pixel_to_focal_plane(
-    instrument: Instrument | str, detector: Detector, geometry: DetectorGeometry, x: np.ndarray, y: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Focal-plane mm of 0-based assembled-image pixel positions (x = column, y = row)."""
-    cx, cy, yaw = detector_center_mm(instrument, detector)
-    rows, cols = geometry.shape
-    u = (np.asarray(x, dtype=float) - (cols - 1) / 2) * PIXEL_SIZE_MM
-    v = (np.asarray(y, dtype=float) - (rows - 1) / 2) * PIXEL_SIZE_MM
-    c, s = math.cos(math.radians(yaw)), math.sin(math.radians(yaw))
-    return cx + c * u - s * v, cy + s * u + c * v
 
 
 def field_angle_deg(instrument: Instrument | str, fp_x: np.ndarray, fp_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
