@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import enum
 import hashlib
 import json
@@ -22,6 +23,7 @@ from . import __version__
 from .data.camera import Instrument, get_instrument
 from .data.data_id import DataIdError, parse_data_id
 from .data.raw_store import MissingRawError, RawStore
+from .dispatch.gather import Gatherer, VisitGather
 from .dispatch.job_manager import JobManager, QueueFullError
 from .dispatch.jobs import Job, JobState, Trigger, new_job_id
 from .dispatch.pool import PoolLostError, WorkerPool
@@ -95,6 +97,7 @@ class RapidAnalysisCsc(ConfigurableCsc):
         self.job_manager: JobManager | None = None
         self.results: ResultsDatabase | None = None
         self.raw_store: RawStore | None = None
+        self.gatherer: Gatherer | None = None
         self._status_task: asyncio.Task | None = None
         self._sync_busy_job: str | None = None
         # One writer thread: a job's rows are written in the order the CSC asks (queued, then final).
@@ -195,6 +198,7 @@ class RapidAnalysisCsc(ConfigurableCsc):
             log=self.log,
         )
         self.job_manager.start()
+        self.gatherer = Gatherer(config.gather_timeout, config.regather_timeout, self._gather, log=self.log)
         self._pool_event_key = None
         self._status_task = asyncio.create_task(self._status_loop())
 
@@ -205,6 +209,9 @@ class RapidAnalysisCsc(ConfigurableCsc):
         if self.job_manager is not None:
             await self.job_manager.stop(reason)
             self.job_manager = None
+        if self.gatherer is not None:
+            await self.gatherer.stop()
+            self.gatherer = None
         if self.pool is not None:
             await self.pool.close()
             self.pool = None
@@ -226,8 +233,14 @@ class RapidAnalysisCsc(ConfigurableCsc):
 
     # -- commands --
 
-    def _make_job(self, data: Any, trigger: Trigger) -> Job:
-        """Validate a processData request into a Job (ExpectedError says what is wrong)."""
+    def _make_jobs(self, data: Any, trigger: Trigger) -> tuple[list[Job], VisitGather | None]:
+        """Validate a processData request into its jobs: one, or one per detector and a visit to gather.
+
+        Raises
+        ------
+        ExpectedError
+            Saying what is wrong (and what is allowed).
+        """
         assert self.config is not None
         try:
             data_id = parse_data_id(data.dataId, self.instrument)
@@ -237,6 +250,8 @@ class RapidAnalysisCsc(ConfigurableCsc):
             pipeline = self.registry.get(data.pipeline)
         except ValueError as e:
             raise ExpectedError(str(e)) from None
+        if pipeline.internal:
+            raise ExpectedError(f"pipeline {pipeline.name!r} is run by the CSC itself; it cannot be requested")
         try:
             override = json.loads(data.config) if data.config.strip() else {}
         except json.JSONDecodeError as e:
@@ -248,56 +263,100 @@ class RapidAnalysisCsc(ConfigurableCsc):
             validated = pipeline.make_config(defaults.get("config", {}), override)
         except ValueError as e:
             raise ExpectedError(str(e)) from None
-        return Job(
-            job_id=new_job_id(),
+
+        def job(job_data_id: Any) -> Job:
+            return Job(
+                job_id=new_job_id(),
+                pipeline=pipeline.name,
+                data_id=job_data_id,
+                config=validated.model_dump(mode="json"),
+                trigger=trigger,
+                time_limit=float(defaults.get("time_limit", self.config.default_time_limit)),
+                submit_time=current_tai(),
+            )
+
+        if not pipeline.per_detector:
+            return [job(data_id)], None
+        if data_id.obsid is None:
+            raise ExpectedError(
+                f"pipeline {pipeline.name!r} runs per detector of one image: give obsid or dayObs+seqNum, not a groupId"
+            )
+        detectors = data_id.detectors or tuple(d.id for d in self.instrument.science_detectors)
+        jobs = [job(dataclasses.replace(data_id, detectors=(detector,))) for detector in detectors]
+        visit = VisitGather(
+            image_name=data_id.obsid,
             pipeline=pipeline.name,
-            data_id=data_id,
-            config=validated.model_dump(mode="json"),
+            gather_pipeline=pipeline.gather_pipeline,
+            expected=tuple(detectors),
+            job_ids={j.job_id: j.data_id.detectors[0] for j in jobs},
             trigger=trigger,
-            time_limit=float(defaults.get("time_limit", self.config.default_time_limit)),
-            submit_time=current_tai(),
         )
+        return jobs, visit
 
     async def do_processData(self, data: Any) -> Any:  # noqa: N802 (SAL name)
-        """Queue (asynchronous mode) or run (synchronous mode) one pipeline on one data id."""
+        """Queue (asynchronous mode) or run (synchronous mode) one pipeline on one data id.
+
+        A per-detector pipeline (``sfm``) becomes one job per selected detector and a gather; the
+        ack result then lists every job id and names the image.
+        """
         self.assert_enabled("processData")
         assert self.config is not None and self.job_manager is not None
-        job = self._make_job(data, Trigger.COMMAND)
+        jobs, visit = self._make_jobs(data, Trigger.COMMAND)
+        if len(jobs) > self.job_manager.free_queue_slots:
+            raise ExpectedError(
+                f"queue full: {len(jobs)} jobs asked for and {self.job_manager.free_queue_slots} places free "
+                f"(max_queue_length={self.config.max_queue_length}); try again later or name fewer detectors"
+            )
+        ids: dict[str, Any] = (
+            {"jobId": jobs[0].job_id}
+            if visit is None
+            else {
+                "jobIds": [j.job_id for j in jobs],
+                "imageName": visit.image_name,
+                "gather": visit.gather_pipeline,
+            }
+        )
         if self.config.processing_mode == "synchronous":
             if self._sync_busy_job is not None:
                 raise ExpectedError(
-                    f"busy: synchronous mode runs one job at a time and job {self._sync_busy_job} is running"
+                    f"busy: synchronous mode runs one request at a time and job {self._sync_busy_job} is running"
                 )
-            self._sync_busy_job = job.job_id
+            self._sync_busy_job = jobs[0].job_id
             try:
-                self._submit(job)
-                self._record_submitted(job)
+                self._submit_all(jobs, visit)
                 self.cmd_processData.ack_in_progress(
                     data,
-                    timeout=self.config.raw_wait_timeout + job.time_limit + 10,
-                    result=json.dumps({"jobId": job.job_id}),
+                    timeout=self.config.raw_wait_timeout + jobs[0].time_limit * len(jobs) + 10,
+                    result=json.dumps(ids),
                 )
-                job = await self.job_manager.wait_done(job.job_id)
+                done = [await self.job_manager.wait_done(j.job_id) for j in jobs]
             finally:
                 self._sync_busy_job = None
-            if job.state != JobState.SUCCEEDED:
-                raise ExpectedError(f"job {job.job_id} {job.state.value}: {job.error_report}")
+            succeeded = [j for j in done if j.state == JobState.SUCCEEDED]
+            if not succeeded:
+                raise ExpectedError(f"job {done[0].job_id} {done[0].state.value}: {done[0].error_report}")
+            ids["state"] = done[0].state.value if visit is None else f"{len(succeeded)}/{len(done)} succeeded"
             return self.salinfo.make_ackcmd(
-                private_seqNum=data.private_seqNum,
-                ack=SalRetCode.CMD_COMPLETE,
-                result=json.dumps({"jobId": job.job_id, "state": job.state.value}),
+                private_seqNum=data.private_seqNum, ack=SalRetCode.CMD_COMPLETE, result=json.dumps(ids)
             )
         self.cmd_processData.ack_in_progress(data, timeout=_QUEUE_ACK_TIMEOUT)
-        self._submit(job)
-        self._record_submitted(job)
+        self._submit_all(jobs, visit)
         return self.salinfo.make_ackcmd(
-            private_seqNum=data.private_seqNum, ack=SalRetCode.CMD_COMPLETE, result=json.dumps({"jobId": job.job_id})
+            private_seqNum=data.private_seqNum, ack=SalRetCode.CMD_COMPLETE, result=json.dumps(ids)
         )
 
-    def _submit(self, job: Job) -> None:
+    def _submit_all(self, jobs: list[Job], visit: VisitGather | None) -> None:
+        if visit is not None:
+            assert self.gatherer is not None
+            self.gatherer.add(visit)
+        for job in jobs:
+            self._submit(job)
+            self._record_submitted(job)
+
+    def _submit(self, job: Job, ignore_limit: bool = False) -> None:
         assert self.job_manager is not None
         try:
-            self.job_manager.submit(job)
+            self.job_manager.submit(job, ignore_limit=ignore_limit)
         except QueueFullError as e:
             raise ExpectedError(str(e)) from None
         self.log.debug("Queued job %s: %s on %s", job.job_id, job.pipeline, job.data_id.to_json())
@@ -350,6 +409,8 @@ class RapidAnalysisCsc(ConfigurableCsc):
     # -- job plumbing --
 
     async def _resolve_inputs(self, job: Job) -> list[str]:
+        if job.inputs:  # set by the CSC itself (a gather's inputs)
+            return job.inputs
         pipeline = self.registry.get(job.pipeline)
         if not getattr(pipeline, "requires_inputs", True):
             return []
@@ -449,6 +510,62 @@ class RapidAnalysisCsc(ConfigurableCsc):
         # One log line per failed job; successes are in jobResult (LOVE need not see 189 per visit).
         level = logging.DEBUG if job.state == JobState.SUCCEEDED else logging.WARNING
         self.log.log(level, "Job %s %s %s: %s", job.job_id, job.pipeline, job.state.value, job.error_report or "ok")
+        if self.gatherer is not None:
+            self.gatherer.job_done(job)
+
+    async def _gather(self, visit: VisitGather, partial: bool, regather: bool) -> None:
+        """Announce the gather (visitGathered) and queue the gather pipeline on what has landed."""
+        assert self.config is not None
+        self.evt_visitGathered.set_write(
+            imageName=visit.image_name,
+            nExpected=len(visit.expected),
+            nProcessed=len(visit.rows),
+            partial=partial,
+            regather=regather,
+            force_output=True,
+        )
+        if partial and visit.failed:
+            self.log.warning(
+                "Gathered %s with %d of %d detectors; %d failed",
+                visit.image_name,
+                len(visit.rows),
+                len(visit.expected),
+                len(visit.failed),
+            )
+        if self.job_manager is None or not visit.gather_pipeline:
+            return
+        pipeline = self.registry.get(visit.gather_pipeline)
+        defaults = self.config.pipelines.get(pipeline.name, {})
+        job = Job(
+            job_id=new_job_id(),
+            pipeline=pipeline.name,
+            data_id=parse_data_id(json.dumps({"obsid": visit.image_name}), self.instrument),
+            config=pipeline.make_config(defaults.get("config", {})).model_dump(mode="json"),
+            trigger=visit.trigger,
+            time_limit=float(defaults.get("time_limit", self.config.default_time_limit)),
+            submit_time=current_tai(),
+            priority=1,  # a visit's answer goes before more detector work
+        )
+        description = {
+            "imageName": visit.image_name,
+            "instrument": self.instrument.name,
+            "expected": list(visit.expected),
+            "detectors": [visit.rows[d] for d in sorted(visit.rows)],
+            "failed": {str(d): reason for d, reason in sorted(visit.failed.items())},
+            "partial": partial,
+            "regather": regather,
+        }
+        output_dir = pathlib.Path(self._output_dir_for(job))
+        visit_file = output_dir / "visit.json"
+
+        def write() -> None:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            visit_file.write_text(json.dumps(description, allow_nan=True))
+
+        await asyncio.get_running_loop().run_in_executor(None, write)
+        job.inputs = [str(visit_file)] + [visit.binned[d] for d in sorted(visit.binned)]
+        self._submit(job, ignore_limit=True)
+        self._record_submitted(job)
 
     def _record_job_end(self, job: Job, image_name: str, result: dict, products: list) -> None:
         assert self.results is not None

@@ -107,6 +107,11 @@ class JobManager:
         """How many jobs may run at once (the pool's threads; at least 1)."""
         return max(1, self.pool.info.n_threads)
 
+    @property
+    def free_queue_slots(self) -> int:
+        """How many more jobs the queue accepts."""
+        return max(0, self.max_queue_length - self.n_queued)
+
     def oldest_queued_age(self) -> float:
         """Seconds the oldest queued job has waited (0 if none)."""
         if not self._queued:
@@ -137,15 +142,18 @@ class JobManager:
 
     # -- requests --
 
-    def submit(self, job: Job) -> Job:
+    def submit(self, job: Job, *, ignore_limit: bool = False) -> Job:
         """Accept a job into the queue.
+
+        ``ignore_limit`` is for the CSC's own follow-up jobs (a gather), which must not be lost to
+        a queue full of the detector jobs they follow.
 
         Raises
         ------
         QueueFullError
             If the queue is full.
         """
-        if self.n_queued >= self.max_queue_length:
+        if self.n_queued >= self.max_queue_length and not ignore_limit:
             raise QueueFullError(
                 f"queue full: {self.n_queued} jobs waiting (max_queue_length={self.max_queue_length}); try again later"
             )

@@ -146,6 +146,12 @@ class Pipeline(abc.ABC):
         Only available in simulation mode (test pipelines).
     requires_inputs : `bool`
         Whether the CSC must find raw files for the dataId before running it.
+    per_detector : `bool`
+        ``processData`` on an image runs one job per selected detector, then a gather.
+    gather_pipeline : `str`
+        For per-detector pipelines: the pipeline that combines a visit's results (run by the CSC).
+    internal : `bool`
+        Run only by the CSC itself (a gather), never by ``processData``.
     """
 
     name: ClassVar[str]
@@ -153,6 +159,9 @@ class Pipeline(abc.ABC):
     Config: ClassVar[type[PipelineConfig]] = PipelineConfig
     simulation_only: ClassVar[bool] = False
     requires_inputs: ClassVar[bool] = True
+    per_detector: ClassVar[bool] = False
+    gather_pipeline: ClassVar[str] = ""
+    internal: ClassVar[bool] = False
 
     @classmethod
     def make_config(cls, *layers: dict[str, Any]) -> PipelineConfig:

@@ -8,6 +8,7 @@ from importlib.metadata import entry_points
 from .base import Pipeline
 from .image_stats import ImageStatsPipeline
 from .sfm import SfmPipeline
+from .sfm_gather import SfmGatherPipeline
 from .test_pipelines import FailPipeline, SleepPipeline, SucceedPipeline
 
 __all__ = ["PipelineRegistry", "ENTRY_POINT_GROUP", "BUILTIN_PIPELINES"]
@@ -16,6 +17,7 @@ ENTRY_POINT_GROUP = "lsst.ts.rapidanalysis.pipelines"
 BUILTIN_PIPELINES: tuple[type[Pipeline], ...] = (
     ImageStatsPipeline,
     SfmPipeline,
+    SfmGatherPipeline,
     SucceedPipeline,
     FailPipeline,
     SleepPipeline,

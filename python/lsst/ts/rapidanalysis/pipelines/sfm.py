@@ -443,6 +443,7 @@ class SfmPipeline(Pipeline):
     description = "Single-frame measurement per detector: ISR, background, PSF (FWHM, e1, e2), zero point, effTime"
     Config = SfmConfig
     per_detector = True
+    gather_pipeline = "sfm_gather"
 
     def run(self, inputs: list[pathlib.Path], config: SfmConfig, context: PipelineContext) -> PipelineResult:
         """Measure every input file (normally one detector); see the module docstring.
