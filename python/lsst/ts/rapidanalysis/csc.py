@@ -10,6 +10,7 @@ import enum
 import hashlib
 import json
 import logging
+import math
 import os
 import pathlib
 import re
@@ -489,7 +490,7 @@ class RapidAnalysisCsc(ConfigurableCsc):
                 self.log.error("Job %s asked to publish unknown telemetry topic %r", job.job_id, sample["topic"])
                 continue
             try:
-                topic.set_write(**{k: v for k, v in sample["fields"].items() if v is not None})
+                topic.set_write(**self._telemetry_fields(topic, sample["fields"]))
             except (AttributeError, ValueError) as e:
                 self.log.error("Job %s telemetry %s rejected: %s", job.job_id, sample["topic"], e)
         self.evt_jobResult.set_write(
@@ -566,6 +567,21 @@ class RapidAnalysisCsc(ConfigurableCsc):
         job.inputs = [str(visit_file)] + [visit.binned[d] for d in sorted(visit.binned)]
         self._submit(job, ignore_limit=True)
         self._record_submitted(job)
+
+    @staticmethod
+    def _telemetry_fields(topic: Any, fields: dict[str, Any]) -> dict[str, Any]:
+        """Fields to write; a missing measurement (JSON null) becomes NaN in a float field.
+
+        Leaving it out instead would repeat the previous image's value under this image's name.
+        """
+        out = {}
+        for name, value in fields.items():
+            if value is None:
+                if isinstance(getattr(topic.data, name, None), float):
+                    out[name] = math.nan
+                continue
+            out[name] = value
+        return out
 
     def _record_job_end(self, job: Job, image_name: str, result: dict, products: list) -> None:
         assert self.results is not None

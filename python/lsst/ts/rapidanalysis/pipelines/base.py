@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import logging
 import pathlib
+import re
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -25,7 +26,13 @@ __all__ = [
     "TelemetrySample",
     "PipelineError",
     "JobAborted",
+    "safe_file_name",
 ]
+
+
+def safe_file_name(text: str) -> str:
+    """``text`` made safe as part of a file name (an image name, a label): at most 100 characters."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:100] or "image"
 
 
 class PipelineError(Exception):

@@ -28,8 +28,8 @@ import numpy as np
 import pydantic
 from astropy.io import fits
 
-from ..data.camera import Instrument, get_instrument
-from .base import Pipeline, PipelineConfig, PipelineContext, PipelineError, PipelineResult, Product
+from .base import Pipeline, PipelineConfig, PipelineContext, PipelineError, PipelineResult, Product, safe_file_name
+from .fits_input import identify_detector, is_image, open_fits, read_data, release
 
 __all__ = [
     "ImageStatsConfig",
@@ -48,7 +48,6 @@ _IQR_TO_SIGMA = 0.7413
 #: Amp EXTNAMEs of a 16-amp CCD (bottom row C10..C17, then top row C07..C00) and of an 8-amp ITL_WF.
 _AMPS_16 = tuple(f"Segment1{k}" for k in range(8)) + tuple(f"Segment0{k}" for k in range(7, -1, -1))
 _AMPS_8 = _AMPS_16[:8]
-_CAM_CODES = {"AT": "LATISS", "CC": "LSSTComCam", "MC": "LSSTCam"}
 _SECTION_RE = re.compile(r"^\[\s*(\d+)\s*:\s*(\d+)\s*,\s*(\d+)\s*:\s*(\d+)\s*\]$")
 _AMP_COLUMNS = (
     "overscanLevel",
@@ -330,7 +329,7 @@ class ImageStatsPipeline(Pipeline):
         if config.make_plot:
             context.check_cancelled()
             label = image_name or context.job_id
-            path = context.product_path(f"image_stats_{_safe_name(label)}.png")
+            path = context.product_path(f"image_stats_{safe_file_name(label)}.png")
             _plot_histograms(results, path, title=label)
             products.append(
                 Product(path=str(path), mime_type="image/png", description=f"pixel-value histogram of {label}")
@@ -386,84 +385,12 @@ def _image_metrics(
 # Reading files
 
 
-def _open_fits(path: pathlib.Path) -> fits.HDUList:
-    """Open a FITS file with every header read; PipelineError (naming the file) if it is not usable."""
-    if not path.exists():
-        raise PipelineError(f"input file {path} does not exist")
-    if not path.is_file():
-        raise PipelineError(f"input {path} is not a file")
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            # memmap=False: a file truncated while mapped would kill the worker with SIGBUS.
-            hdul = fits.open(path, memmap=False, lazy_load_hdus=False)
-    except Exception as e:
-        raise PipelineError(f"{path}: not a readable FITS file ({type(e).__name__}: {e})") from None
-    truncated = [str(w.message) for w in caught if "truncated" in str(w.message)]
-    if truncated:
-        hdul.close()
-        raise PipelineError(f"{path}: FITS file is truncated ({truncated[0]})")
-    if len(hdul) == 0:
-        hdul.close()
-        raise PipelineError(f"{path}: FITS file has no HDUs")
-    return hdul
-
-
-def _read_data(hdu: Any) -> np.ndarray | None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return hdu.data
-
-
-def _release(hdu: Any) -> None:
-    """Let go of an HDU's pixels (astropy keeps them until the file is closed otherwise)."""
-    try:
-        del hdu.data
-    except Exception:  # nothing loaded, or an HDU type that does not allow it
-        pass
-
-
-def _is_image(hdu: Any) -> bool:
-    return isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU | fits.CompImageHDU)
-
-
-def _instrument_of(header: fits.Header) -> Instrument | None:
-    """The instrument named by INSTRUME, else by CAMCODE or the camera code of OBSID."""
-    instrument_name = header.get("INSTRUME")
-    if isinstance(instrument_name, str) and instrument_name.strip():
-        try:
-            return get_instrument(instrument_name.strip())
-        except ValueError:
-            pass
-    for code in (header.get("CAMCODE"), str(header.get("OBSID", ""))[:2]):
-        if isinstance(code, str) and code in _CAM_CODES:
-            return get_instrument(_CAM_CODES[code])
-    return None
-
-
-def _identify(header: fits.Header) -> tuple[int, str, str | None, list[str]]:
-    """(detector id, detector name, physical type, flags) from RAFTBAY/CCDSLOT; id 0 if unknown."""
-    raft, slot = header.get("RAFTBAY"), header.get("CCDSLOT")
-    instrument = _instrument_of(header)
-    if instrument is not None and instrument.name == "LATISS":
-        detector = instrument.detectors[0]
-        return detector.id, detector.name, detector.physical_type, []
-    if not (isinstance(raft, str) and isinstance(slot, str)):
-        return 0, "", None, []
-    name = f"{raft.strip()}_{slot.strip()}"
-    for inst in (instrument, get_instrument("LSSTCam")) if instrument is not None else (get_instrument("LSSTCam"),):
-        detector = inst.by_name.get(name)
-        if detector is not None:
-            return detector.id, detector.name, detector.physical_type, []
-    return 0, name, None, [f"detector {name} is not known; reported as detector 0"]
-
-
 def _measure_file(path: pathlib.Path, config: ImageStatsConfig, context: PipelineContext) -> _DetectorResult:
-    hdul = _open_fits(path)
+    hdul = open_fits(path)
     try:
         primary = hdul[0].header
-        detector, detector_name, physical_type, flags = _identify(primary)
-        amp_hdus = [hdu for hdu in hdul[1:] if _is_image(hdu) and "DATASEC" in hdu.header]
+        detector, detector_name, physical_type, flags = identify_detector(primary)
+        amp_hdus = [hdu for hdu in hdul[1:] if is_image(hdu) and "DATASEC" in hdu.header]
         result = _DetectorResult(
             path=path,
             kind="raw" if amp_hdus else "image",
@@ -526,7 +453,7 @@ def _measure_raw(
             result.flags.append(f"amp {amp_name}: {e}")
             row, data = _nan_row(), None
         finally:
-            _release(hdu)
+            release(hdu)
         rows.append(row)
         corrected.append(data if config.make_plot else None)
     result.amp_names, result.amp_rows = order, rows
@@ -553,7 +480,7 @@ def _measure_amp(
 ) -> tuple[dict[str, float], np.ndarray]:
     """Statistics of one amp; also its overscan-corrected data section (float32)."""
     try:
-        pixels = _read_data(hdu)
+        pixels = read_data(hdu)
     except Exception as e:
         raise _AmpError(f"cannot read the pixels ({type(e).__name__}: {e})") from None
     if pixels is None or pixels.ndim != 2:
@@ -612,10 +539,10 @@ def _measure_amp(
 def _measure_image(result: _DetectorResult, hdul: fits.HDUList, config: ImageStatsConfig) -> None:
     """Whole-image clipped statistics of the first 2-D image HDU."""
     for index, hdu in enumerate(hdul):
-        if not _is_image(hdu):
+        if not is_image(hdu):
             continue
         try:
-            pixels = _read_data(hdu)
+            pixels = read_data(hdu)
         except Exception as e:
             raise PipelineError(f"{result.path}: cannot read HDU {index} ({type(e).__name__}: {e})") from None
         if pixels is None:
@@ -625,7 +552,7 @@ def _measure_image(result: _DetectorResult, hdul: fits.HDUList, config: ImageSta
         break
     else:
         raise PipelineError(f"{result.path}: no image data (no amp HDUs with DATASEC and no 2-D image HDU)")
-    others = [i for i, h in enumerate(hdul) if i > index and _is_image(h) and h.header.get("NAXIS", 0) > 0]
+    others = [i for i, h in enumerate(hdul) if i > index and is_image(h) and h.header.get("NAXIS", 0) > 0]
     if others:
         result.flags.append(f"measured HDU {index} only; image HDU(s) {', '.join(map(str, others))} ignored")
     values = pixels.astype(np.float32, copy=False).reshape(-1)
@@ -745,7 +672,3 @@ def _colors(n: int) -> list[Any]:
 
     cmap = colormaps["tab20" if n > 10 else "tab10"]
     return [cmap(i % cmap.N) for i in range(n)]
-
-
-def _safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:100] or "image"

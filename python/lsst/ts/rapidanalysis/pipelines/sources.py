@@ -48,7 +48,7 @@ __all__ = [
     "measure_sources",
 ]
 
-_FLAG_NAMES = ("saturated", "edge", "not_converged", "no_data", "bad_flux")
+_FLAG_NAMES = ("saturated", "edge", "not_converged", "no_data", "bad_flux", "drifted")
 
 
 @dataclasses.dataclass
@@ -111,16 +111,28 @@ def _smooth121(image: np.ndarray) -> np.ndarray:
 
 
 def _local_maxima(smooth: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Rows and columns of pixels above ``level`` that no 8-neighbour exceeds (ties: the first)."""
+    """Rows and columns of pixels above ``level`` that no 8-neighbour exceeds (ties: the first).
+
+    Pixels on the image's edge compare with the neighbours they have.
+    """
     rows, cols = np.nonzero(smooth > level)
-    inner = (rows > 0) & (rows < smooth.shape[0] - 1) & (cols > 0) & (cols < smooth.shape[1] - 1)
-    rows, cols = rows[inner], cols[inner]
     values = smooth[rows, cols]
     keep = np.ones(rows.size, dtype=bool)
-    for dy, dx in ((-1, -1), (-1, 0), (-1, 1), (0, -1)):
-        keep &= values >= smooth[rows + dy, cols + dx]
-    for dy, dx in ((0, 1), (1, -1), (1, 0), (1, 1)):
-        keep &= values > smooth[rows + dy, cols + dx]
+    last_row, last_col = smooth.shape[0] - 1, smooth.shape[1] - 1
+    for dy, dx, strict in (
+        (-1, -1, False),
+        (-1, 0, False),
+        (-1, 1, False),
+        (0, -1, False),
+        (0, 1, True),
+        (1, -1, True),
+        (1, 0, True),
+        (1, 1, True),
+    ):
+        ny, nx = np.clip(rows + dy, 0, last_row), np.clip(cols + dx, 0, last_col)
+        exists = (ny == rows + dy) & (nx == cols + dx)
+        neighbour = smooth[ny, nx]
+        keep &= ~exists | ((values > neighbour) if strict else (values >= neighbour))
     return rows[keep], cols[keep]
 
 
@@ -193,7 +205,9 @@ class SourceCatalog:
     significance : `numpy.ndarray`
         Detection significance.
     flags : `numpy.ndarray`
-        Bit set: saturated 1, edge 2, not_converged 4, no_data 8, bad_flux 16.
+        Bit set: saturated 1, edge 2, not_converged 4, no_data 8, bad_flux 16, drifted 32 (the
+        adaptive centroid wandered off the peak, to a neighbour or into noise: the position is
+        the peak's, refined by a parabola, and the moments are NaN).
     aperture_radius : `float`
         Radius used for ``flux`` (pixels).
     """
@@ -216,6 +230,7 @@ class SourceCatalog:
     NOT_CONVERGED = 4
     NO_DATA = 8
     BAD_FLUX = 16
+    DRIFTED = 32
 
     def __len__(self) -> int:
         return int(self.x.size)
@@ -354,6 +369,28 @@ def adaptive_moments(
     return cx, cy, mxx, myy, mxy, converged & valid
 
 
+def _refined_peaks(stamps: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets (x, y) from the stamp centre of each stamp's peak: the brightest of the central
+    3 x 3 pixels, refined by a parabola through it and its neighbours in each direction."""
+    n = stamps.shape[0]
+    core = np.nan_to_num(stamps[:, radius - 2 : radius + 3, radius - 2 : radius + 3], nan=-np.inf)
+    centre = core[:, 1:4, 1:4].reshape(n, 9)
+    best = np.argmax(centre, axis=1)
+    by, bx = best // 3 + 1, best % 3 + 1
+    index = np.arange(n)
+    f0 = core[index, by, bx]
+
+    def vertex(minus: np.ndarray, plus: np.ndarray) -> np.ndarray:
+        curvature = minus + plus - 2 * f0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step = np.where(curvature < 0, 0.5 * (minus - plus) / curvature, 0.0)
+        return np.clip(np.nan_to_num(step), -0.5, 0.5)
+
+    dx = vertex(core[index, by, bx - 1], core[index, by, bx + 1])
+    dy = vertex(core[index, by - 1, bx], core[index, by + 1, bx])
+    return bx - 2 + dx, by - 2 + dy
+
+
 def measure_sources(
     image: np.ndarray,
     mask: np.ndarray,
@@ -419,6 +456,14 @@ def measure_sources(
     core = stamps[:, inner, inner]
     start = np.full(n, float(moments_radius))
     mx, my, ixx, iyy, ixy, converged = adaptive_moments(core, start, start, sigma0=sigma0)
+    # In a crowded field or at low S/N the adaptive weight can walk off to a neighbour: a
+    # centroid further than the PSF's σ (at least 1.5 px) from the peak is not this source's.
+    peak_x, peak_y = _refined_peaks(stamps, radius)
+    drifted = ~(np.hypot(mx - moments_radius - peak_x, my - moments_radius - peak_y) <= max(1.5, sigma0))
+    mx = np.where(drifted, peak_x + moments_radius, mx)
+    my = np.where(drifted, peak_y + moments_radius, my)
+    for array in (ixx, iyy, ixy):
+        array[drifted] = np.nan
     x = cx + (mx - moments_radius)
     y = cy + (my - moments_radius)
 
@@ -446,7 +491,8 @@ def measure_sources(
     in_aperture = weight > 0
     flags[detections.saturated | ((bits & SAT).astype(bool) & in_aperture).any(axis=(1, 2))] |= SourceCatalog.SATURATED
     flags[off_edge] |= SourceCatalog.EDGE
-    flags[~converged] |= SourceCatalog.NOT_CONVERGED
+    flags[~converged & ~drifted] |= SourceCatalog.NOT_CONVERGED
+    flags[drifted] |= SourceCatalog.DRIFTED
     flags[n_missing > 0] |= SourceCatalog.NO_DATA
     flags[~(np.isfinite(flux) & (flux > 0))] |= SourceCatalog.BAD_FLUX
     return SourceCatalog(

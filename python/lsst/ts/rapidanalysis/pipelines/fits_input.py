@@ -1,0 +1,97 @@
+"""Reading input FITS files safely: every way a file can be unusable becomes a clear `PipelineError`.
+
+Shared by the pipelines that read camera raws or images (``image_stats``, ``sfm``,
+``spectrum_examiner``, ``mount_torque``). Files are read without memory mapping: a file truncated
+while mapped would kill the worker with SIGBUS.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import warnings
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+
+from ..data.camera import Instrument, get_instrument
+from .base import PipelineError
+
+__all__ = ["open_fits", "read_data", "release", "is_image", "instrument_of", "identify_detector", "CAM_CODES"]
+
+#: Instrument by camera code (``CAMCODE``, the first two letters of an obsid).
+CAM_CODES = {"AT": "LATISS", "CC": "LSSTComCam", "MC": "LSSTCam"}
+
+
+def open_fits(path: pathlib.Path) -> fits.HDUList:
+    """Open a FITS file with every header read; `PipelineError` (exit code 3, naming the file) if unusable."""
+    if not path.exists():
+        raise PipelineError(f"input file {path} does not exist", exit_code=3)
+    if not path.is_file():
+        raise PipelineError(f"input {path} is not a file", exit_code=3)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            # memmap=False: a file truncated while mapped would kill the worker with SIGBUS.
+            hdul = fits.open(path, memmap=False, lazy_load_hdus=False)
+    except Exception as e:
+        raise PipelineError(f"{path}: not a readable FITS file ({type(e).__name__}: {e})", exit_code=3) from None
+    truncated = [str(w.message) for w in caught if "truncated" in str(w.message)]
+    if truncated:
+        hdul.close()
+        raise PipelineError(f"{path}: FITS file is truncated ({truncated[0]})", exit_code=3)
+    if len(hdul) == 0:
+        hdul.close()
+        raise PipelineError(f"{path}: FITS file has no HDUs", exit_code=3)
+    return hdul
+
+
+def read_data(hdu: Any) -> np.ndarray | None:
+    """An HDU's pixels (astropy's warnings about scaling and the like silenced)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return hdu.data
+
+
+def release(hdu: Any) -> None:
+    """Let go of an HDU's pixels (astropy keeps them until the file is closed otherwise)."""
+    try:
+        del hdu.data
+    except Exception:  # nothing loaded, or an HDU type that does not allow it
+        pass
+
+
+def is_image(hdu: Any) -> bool:
+    """Whether an HDU holds an image (plain or tile-compressed)."""
+    return isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU | fits.CompImageHDU)
+
+
+def instrument_of(header: fits.Header) -> Instrument | None:
+    """The instrument named by INSTRUME, else by CAMCODE or the camera code of OBSID."""
+    instrument_name = header.get("INSTRUME")
+    if isinstance(instrument_name, str) and instrument_name.strip():
+        try:
+            return get_instrument(instrument_name.strip())
+        except ValueError:
+            pass
+    for code in (header.get("CAMCODE"), str(header.get("OBSID", ""))[:2]):
+        if isinstance(code, str) and code in CAM_CODES:
+            return get_instrument(CAM_CODES[code])
+    return None
+
+
+def identify_detector(header: fits.Header) -> tuple[int, str, str | None, list[str]]:
+    """(detector id, detector name, physical type, flags) from RAFTBAY/CCDSLOT; id 0 if unknown."""
+    raft, slot = header.get("RAFTBAY"), header.get("CCDSLOT")
+    instrument = instrument_of(header)
+    if instrument is not None and instrument.name == "LATISS":
+        detector = instrument.detectors[0]
+        return detector.id, detector.name, detector.physical_type, []
+    if not (isinstance(raft, str) and isinstance(slot, str)):
+        return 0, "", None, []
+    name = f"{raft.strip()}_{slot.strip()}"
+    for inst in (instrument, get_instrument("LSSTCam")) if instrument is not None else (get_instrument("LSSTCam"),):
+        detector = inst.by_name.get(name)
+        if detector is not None:
+            return detector.id, detector.name, detector.physical_type, []
+    return 0, name, None, [f"detector {name} is not known; reported as detector 0"]
