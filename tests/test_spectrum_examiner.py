@@ -1,0 +1,342 @@
+"""The ``spectrum_examiner`` pipeline on LATISS dispersed raws from `sim/spectrum.py`, against their truth."""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+import time
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from fits_factory import write_raw
+from lsst.ts.rapidanalysis.pipelines.base import JobAborted, PipelineContext, PipelineError, PipelineResult
+from lsst.ts.rapidanalysis.pipelines.fits_input import open_fits
+from lsst.ts.rapidanalysis.pipelines.spectrum_examiner import (
+    DEFAULT_GRATING_BOXES,
+    ExtractionBox,
+    SpectrumExaminerConfig,
+    SpectrumExaminerPipeline,
+    find_zeroth_order,
+    fit_gaussian_rows,
+    isr_lite,
+    measure_spectrum,
+)
+from lsst.ts.rapidanalysis.sim.spectrum import SpectrumConfig, simulate_dispersed
+from lsst.ts.rapidanalysis.sim.truth import read_truth
+
+XML = (
+    pathlib.Path(__file__).parents[1]
+    / "python/lsst/ts/rapidanalysis/interfaces/RapidAnalysis/RapidAnalysis_Telemetry.xml"
+)
+SCALE = 0.25  # data sections 127 x 500: a 1016 x 1000 image
+#: A box for the small frames: the spectrum starts 100 px above the zeroth order and is 800 px long.
+SMALL_BOX = {"offset": 100, "length": 1000, "half_width": 60, "background_width": 20}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def small_spectrum(**overrides: object) -> SpectrumConfig:
+    values: dict = dict(
+        zeroth_order_x=500.0,
+        zeroth_order_y=100.0,
+        offset=100.0,
+        length=800.0,
+        ramp_start=40.0,
+        ramp_end=60.0,
+        lines=((300.0, 0.6, 6.0),),
+    )
+    values.update(overrides)
+    return SpectrumConfig(**values)
+
+
+def simulate_small(root: pathlib.Path, seq: int, *, exp_time: float = 20.0, seed: int = 0, **spectrum: object):
+    return simulate_dispersed(
+        root, f"AT_O_20251115_{seq:06d}", exp_time=exp_time, seed=seed, scale=SCALE, spectrum=small_spectrum(**spectrum)
+    )
+
+
+def run(
+    path: pathlib.Path, tmp_path: pathlib.Path, is_cancelled=None, **overrides: object
+) -> tuple[PipelineResult, PipelineContext]:
+    config = SpectrumExaminerPipeline.make_config(overrides)
+    context = PipelineContext(job_id="test-job", output_dir=tmp_path / "out", is_cancelled=is_cancelled)
+    return SpectrumExaminerPipeline().run([path], config, context), context
+
+
+def xml_fields(topic: str) -> dict[str, str]:
+    """EFDB_Name -> IDL_Type of a RapidAnalysis telemetry topic."""
+    for element in ET.parse(XML).getroot():
+        if element.findtext("EFDB_Topic") == f"RapidAnalysis_{topic}":
+            return {item.findtext("EFDB_Name"): item.findtext("IDL_Type") for item in element.findall("item")}
+    raise AssertionError(f"no topic {topic} in {XML}")
+
+
+@pytest.fixture(scope="module")
+def full_frame(tmp_path_factory: pytest.TempPathFactory):
+    """A full-size LATISS dispersed raw with the simulator's default star and spectrum, and its examination."""
+    root = tmp_path_factory.mktemp("latiss_full")
+    raw = simulate_dispersed(root, "AT_O_20251115_000100", exp_time=20.0, seed=11)
+    t0 = time.perf_counter()
+    result, _ = run(raw.path, root)
+    print(f"\nspectrum_examiner on a full-size raw: {time.perf_counter() - t0:.2f} s")  # reported, not asserted
+    return raw, result
+
+
+def test_full_frame_against_truth(full_frame) -> None:
+    raw, result = full_frame
+    spec = raw.truth["spectrum"]
+    m = result.metrics
+    assert result.skipped == "" and result.image_name == "AT_O_20251115_000100"
+    assert m["starCentroidX"] == pytest.approx(spec["zeroth_order"]["x"], abs=0.1)
+    assert m["starCentroidY"] == pytest.approx(spec["zeroth_order"]["y"], abs=0.1)
+    assert m["starPeakRate"] == pytest.approx(spec["zeroth_order"]["peak_rate_adu"], rel=0.05)
+    assert m["starPeakAdu"] == pytest.approx(spec["zeroth_order"]["peak_rate_adu"] * 20.0, rel=0.05)
+    assert m["continuumRate"] == pytest.approx(spec["continuum_rate_adu"], rel=0.02)
+    assert m["continuumAdu"] == pytest.approx(spec["continuum_rate_adu"] * 20.0, rel=0.02)
+    assert m["continuumPeakRate"] == pytest.approx(spec["continuum_peak_rate_adu"], rel=0.05)
+    assert m["expTime"] == 20.0
+    # Sky + dark (e-) at the mean gain, plus a little of the spectrum's light in the median.
+    sky_adu = (raw.truth["sky"]["level_e"] + raw.truth["sky"]["dark_e"]) / spec["gain"]
+    assert m["backgroundLevel"] == pytest.approx(sky_adu, abs=1.0)
+    # The good section lies on the spectrum (truth rows with light) and covers most of it.
+    rows = spec["rows"]
+    y, profile = np.array(rows["y"]), np.array(rows["profile"])
+    assert y[0] <= m["goodStart"] < m["goodEnd"] <= y[-1]
+    assert m["nGoodRows"] >= np.count_nonzero(profile > 0.05)
+    # FWHM before pixelisation, as truth gives it per row.
+    truth_fwhm = float(np.median(rows["fwhm_px"]))
+    assert m["fwhmMedian"] == pytest.approx(truth_fwhm, rel=0.03)
+    assert m["fwhmBest"] <= m["fwhmMedian"] and m["fwhmBest"] == pytest.approx(truth_fwhm, rel=0.05)
+    assert result.summary["flags"] == []
+    json.loads(result.model_dump_json())
+    json.dumps(result.summary, allow_nan=False)
+
+
+def test_telemetry_matches_the_xml(full_frame) -> None:
+    raw, result = full_frame
+    (sample,) = result.telemetry
+    assert sample.topic == "spectrumMetrics"
+    fields = xml_fields("spectrumMetrics")
+    assert list(sample.fields) == list(fields)
+    python_type = {"string": str, "double": float, "int": int}
+    for name, idl_type in fields.items():
+        value = sample.fields[name]
+        assert type(value) is python_type[idl_type], (name, value)
+    assert sample.fields["grating"] == "holo4_003" and sample.fields["filter"] == "empty"
+    assert sample.fields["imageName"] == "AT_O_20251115_000100"
+    for name in fields:
+        if name in result.metrics:
+            assert sample.fields[name] == result.metrics[name]
+
+
+def test_png_product(full_frame) -> None:
+    _, result = full_frame
+    (product,) = result.products
+    png = pathlib.Path(product.path)
+    assert png.name == "spectrum_examiner_AT_O_20251115_000100.png"
+    assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 20_000
+    assert product.mime_type == "image/png" and "AT_O_20251115_000100" in product.description
+
+
+@pytest.mark.parametrize(
+    ("zeroth_rate", "continuum_rate", "exp_time", "x", "y"),
+    [
+        (2.0e5, 2.0e4, 20.0, 500.0, 100.0),
+        (6.0e4, 6.0e3, 10.0, 480.3, 110.4),  # off the pixel centre
+        (2.5e4, 1.5e3, 30.0, 520.0, 90.0),
+    ],
+)
+def test_rates_against_truth(
+    tmp_path: pathlib.Path, zeroth_rate: float, continuum_rate: float, exp_time: float, x: float, y: float
+) -> None:
+    raw = simulate_small(
+        tmp_path,
+        200,
+        exp_time=exp_time,
+        seed=int(zeroth_rate) % 997,
+        zeroth_order_rate=zeroth_rate,
+        continuum_rate=continuum_rate,
+        zeroth_order_x=x,
+        zeroth_order_y=y,
+    )
+    result, _ = run(raw.path, tmp_path, box=SMALL_BOX, make_plot=False)
+    spec = raw.truth["spectrum"]
+    m = result.metrics
+    assert m["starCentroidX"] == pytest.approx(x, abs=0.15) and m["starCentroidY"] == pytest.approx(y, abs=0.15)
+    assert m["starPeakRate"] == pytest.approx(spec["zeroth_order"]["peak_rate_adu"], rel=0.05)
+    assert m["continuumRate"] == pytest.approx(spec["continuum_rate_adu"], rel=0.05)
+    if x == round(x):  # truth's continuum peak is that of a ridge centred on a pixel
+        assert m["continuumPeakRate"] == pytest.approx(spec["continuum_peak_rate_adu"], rel=0.05)
+    assert m["fwhmMedian"] == pytest.approx(float(np.median(spec["rows"]["fwhm_px"])), rel=0.05)
+    assert m["nGoodRows"] > 600 and result.summary["flags"] == [] and result.products == []
+
+
+def test_faint_spectrum_gives_nan_and_a_flag(tmp_path: pathlib.Path) -> None:
+    """A star whose spectrum is lost in the noise: the star is measured, the spectrum metrics are NaN."""
+    raw = simulate_small(tmp_path, 300, seed=5, zeroth_order_rate=2.0e4, continuum_rate=3.0)
+    result, _ = run(raw.path, tmp_path, box=SMALL_BOX)
+    m = result.metrics
+    assert m["nGoodRows"] < 50
+    for key in ("continuumRate", "continuumAdu", "fwhmMedian", "fwhmBest", "continuumPeakRate"):
+        assert math.isnan(m[key]), key
+    assert m["starPeakRate"] == pytest.approx(raw.truth["spectrum"]["zeroth_order"]["peak_rate_adu"], rel=0.1)
+    flags = result.summary["flags"]
+    assert any("not measured" in flag for flag in flags) and m["nFlags"] == len(flags)
+    (sample,) = result.telemetry
+    assert math.isnan(sample.fields["continuumRate"])
+    assert result.summary["metrics"]["continuumRate"] is None  # JSON-able summary
+    (product,) = result.products
+    assert pathlib.Path(product.path).read_bytes()[:8] == PNG_MAGIC
+
+
+def test_saturated_zeroth_order_is_flagged(tmp_path: pathlib.Path) -> None:
+    raw = simulate_small(tmp_path, 301, seed=6, zeroth_order_rate=2.0e6)
+    assert raw.truth["saturation"]["n_saturated_pixels"] > 0
+    result, _ = run(raw.path, tmp_path, box=SMALL_BOX, make_plot=False)
+    assert result.metrics["starCentroidX"] == pytest.approx(500.0, abs=0.3)
+    assert any("saturated" in flag for flag in result.summary["flags"])
+    assert result.metrics["continuumRate"] == pytest.approx(raw.truth["spectrum"]["continuum_rate_adu"], rel=0.05)
+
+
+def test_no_star_is_a_clear_failure(tmp_path: pathlib.Path) -> None:
+    raw = simulate_small(tmp_path, 302, seed=7, zeroth_order_rate=0.0, continuum_rate=0.0)
+    with pytest.raises(PipelineError, match="no zeroth-order star found") as info:
+        run(raw.path, tmp_path, box=SMALL_BOX)
+    assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("grating", "extra", "reason"),
+    [
+        ("empty", {}, "GRATING is 'empty'"),
+        ("empty_1", {}, "not a dispersed image"),
+        ("holo4_003", {"GRATING": "none"}, "GRATING is 'none'"),
+        ("holo4_003", {"IMGTYPE": "FLAT"}, "IMGTYPE FLAT"),
+        ("holo4_003", {"IMGTYPE": "bias"}, "IMGTYPE BIAS"),
+    ],
+)
+def test_not_dispersed_is_skipped(tmp_path: pathlib.Path, grating: str, extra: dict, reason: str) -> None:
+    spectrum = small_spectrum(zeroth_order_x=200.0, zeroth_order_y=50.0, offset=50.0, length=300.0, grating=grating)
+    raw = simulate_dispersed(tmp_path, "AT_O_20251115_000400", scale=0.1, spectrum=spectrum, extra_headers=extra)
+    result, context = run(raw.path, tmp_path)
+    assert reason in result.skipped
+    assert result.image_name == "AT_O_20251115_000400"
+    assert result.telemetry == [] and result.products == [] and result.metrics == {}
+
+
+def test_other_instrument_is_skipped(tmp_path: pathlib.Path) -> None:
+    path = write_raw(tmp_path / "MC_O_20251115_000001_R22_S11.fits", scale=0.05)
+    result, _ = run(path, tmp_path)
+    assert "not a LATISS image" in result.skipped and result.telemetry == []
+
+
+@pytest.fixture(scope="module")
+def small_raw(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    return simulate_small(tmp_path_factory.mktemp("latiss_small"), 500, seed=9).path
+
+
+def test_truncated_file(small_raw: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    content = small_raw.read_bytes()
+    for fraction in (0.1, 0.5, 0.9):
+        path = tmp_path / f"cut_{fraction}.fits"
+        path.write_bytes(content[: int(len(content) * fraction)])
+        # Cut inside a data block, astropy says "truncated"; cut inside a header, the amps after it are gone.
+        with pytest.raises(PipelineError, match=r"truncated") as info:
+            run(path, tmp_path)
+        assert info.value.exit_code == 3 and path.name in str(info.value)
+
+
+def test_missing_amplifier(small_raw: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "missing_amp.fits"
+    with fits.open(small_raw) as hdul:
+        del hdul["Segment03"]
+        hdul.writeto(path)
+    with pytest.raises(PipelineError, match=r"amplifier HDU\(s\) Segment03 missing \(15 of 16 present\)") as info:
+        run(path, tmp_path)
+    assert info.value.exit_code == 3
+
+
+def test_missing_corrupt_and_no_input(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(PipelineError, match="does not exist") as info:
+        run(tmp_path / "nothing.fits", tmp_path)
+    assert info.value.exit_code == 3
+    junk = tmp_path / "junk.fits"
+    junk.write_bytes(b"this is not FITS" * 400)
+    with pytest.raises(PipelineError, match="not a readable FITS file") as info:
+        run(junk, tmp_path)
+    assert info.value.exit_code == 3
+    context = PipelineContext(job_id="j", output_dir=tmp_path)
+    with pytest.raises(PipelineError, match="none was given") as info:
+        SpectrumExaminerPipeline().run([], SpectrumExaminerPipeline.make_config(), context)
+    assert info.value.exit_code == 3
+
+
+def test_bad_pixels_in_an_amp(small_raw: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "bad_datasec.fits"
+    with fits.open(small_raw) as hdul:
+        hdul["Segment12"].header["DATASEC"] = "[4:9999,1:500]"
+        hdul.writeto(path)
+    with pytest.raises(PipelineError, match="Segment12") as info:
+        run(path, tmp_path)
+    assert info.value.exit_code == 3
+
+
+def test_cancelled(small_raw: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    with pytest.raises(JobAborted):
+        run(small_raw, tmp_path, is_cancelled=lambda: True)
+
+
+def test_box_comes_from_the_grating(small_raw: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    config = SpectrumExaminerConfig()
+    assert set(config.gratings) == set(DEFAULT_GRATING_BOXES) and config.box_for("holo4_003") == ExtractionBox()
+    assert config.box_for("unknown_grating") == config.default_box
+    box = ExtractionBox(**SMALL_BOX)
+    result, _ = run(small_raw, tmp_path, gratings={"holo4_003": SMALL_BOX}, make_plot=False)
+    assert result.summary["box"] == {"y0": 200, "y1": 1000, "x0": 440, "x1": 560}
+    assert SpectrumExaminerPipeline.make_config({"box": SMALL_BOX}).box_for("holo4_003") == box
+    # The summit's box (offset 400) only sees the upper part of this small frame's spectrum (rows 200-999).
+    result, _ = run(small_raw, tmp_path, make_plot=False)
+    assert result.summary["box"] == {"y0": 500, "y1": 1000, "x0": 400, "x1": 600}
+    assert 500 <= result.metrics["goodStart"] < result.metrics["goodEnd"] <= 999
+    with pytest.raises(ValueError, match="half_width"):
+        SpectrumExaminerPipeline.make_config({"box": {"half_width": 1}})
+    with pytest.raises(ValueError, match="Extra inputs"):
+        SpectrumExaminerPipeline.make_config({"no_such_option": 1})
+
+
+def test_ridge_line_follows_truth(tmp_path: pathlib.Path) -> None:
+    """The stages one by one, on a slightly tilted trace off the pixel centre: the ridge is truth's x(y)."""
+    raw = simulate_small(tmp_path, 600, seed=8, zeroth_order_x=480.3, dispersion_angle=1.5, continuum_rate=5e3)
+    truth = read_truth(raw.path)["spectrum"]
+    with open_fits(raw.path) as hdul:
+        isr = isr_lite(hdul, raw.path)
+    assert isr.mean_gain == pytest.approx(truth["gain"], rel=1e-9)
+    star, reason = find_zeroth_order(isr.image)
+    assert star is not None and reason == "" and star.elongation < 1.5
+    config = SpectrumExaminerConfig(box=ExtractionBox(**SMALL_BOX))
+    trace = measure_spectrum(isr.image, star, config.box, config, isr.saturated)
+    y, x = np.array(truth["rows"]["y"]), np.array(truth["rows"]["x"])
+    on_truth = np.isin(trace.rows, y) & trace.good
+    assert np.count_nonzero(on_truth) > 600
+    error = trace.ridge[on_truth] - x[np.searchsorted(y, trace.rows[on_truth])]
+    assert abs(np.median(error)) < 0.02 and np.percentile(np.abs(error), 95) < 0.2
+    assert trace.continuum_e / isr.mean_gain / 20.0 == pytest.approx(truth["continuum_rate_adu"], rel=0.05)
+
+
+def test_fit_gaussian_rows_recovers_parameters() -> None:
+    rng = np.random.default_rng(3)
+    n, x = 500, np.arange(-20.0, 21.0)
+    truth = np.column_stack(
+        [rng.uniform(300, 5000, n), rng.uniform(-2, 2, n), rng.uniform(1.5, 6, n), rng.normal(0, 5, n)]
+    )
+    u = (x[None, :] - truth[:, 1:2]) / truth[:, 2:3]
+    y = truth[:, 0:1] * np.exp(-0.5 * u * u) + truth[:, 3:4] + rng.normal(0, 1.0, (n, x.size))
+    p0 = np.column_stack([y.max(axis=1), np.zeros(n), np.full(n, 3.0), np.zeros(n)])
+    params, ok = fit_gaussian_rows(np.tile(x, (n, 1)), y, p0, max_sigma=20)
+    assert ok.all()
+    np.testing.assert_allclose(params[:, 2], truth[:, 2], rtol=0.02)
+    np.testing.assert_allclose(params[:, 1], truth[:, 1], atol=0.05)
+    np.testing.assert_allclose(params[:, 0], truth[:, 0], rtol=0.03, atol=2)
