@@ -7,8 +7,10 @@ from importlib.metadata import entry_points
 
 from .base import Pipeline
 from .image_stats import ImageStatsPipeline
+from .mount_torque import MountTorquePipeline
 from .sfm import SfmPipeline
 from .sfm_gather import SfmGatherPipeline
+from .spectrum_examiner import SpectrumExaminerPipeline
 from .test_pipelines import FailPipeline, SleepPipeline, SucceedPipeline
 
 __all__ = ["PipelineRegistry", "ENTRY_POINT_GROUP", "BUILTIN_PIPELINES"]
@@ -18,6 +20,8 @@ BUILTIN_PIPELINES: tuple[type[Pipeline], ...] = (
     ImageStatsPipeline,
     SfmPipeline,
     SfmGatherPipeline,
+    SpectrumExaminerPipeline,
+    MountTorquePipeline,
     SucceedPipeline,
     FailPipeline,
     SleepPipeline,
