@@ -38,9 +38,12 @@ from ..data.amp_geometry import DEFAULT_SATURATION, amp_names, get_geometry, par
 from ..data.camera import Instrument
 from .base import PipelineContext, PipelineError
 from .fits_input import identify_detector, instrument_of, is_image, open_fits, read_data, release
+from .image_stats import clipped_stats, clipped_std_bias
 
 __all__ = ["IsrSettings", "IsrImage", "run_isr", "read_calibrated_image", "load_image", "SAT", "NO_DATA"]
 
+# A 3σ-clipped standard deviation of Gaussian values is this fraction of the true one.
+_CLIP_BIAS_3SIGMA = clipped_std_bias(3.0)
 #: Mask bits.
 SAT = np.uint8(1)
 NO_DATA = np.uint8(2)
@@ -317,14 +320,18 @@ def _isr_amp(
         if not good.any():
             raise _AmpError("serial overscan has no finite pixels")
         row_level = np.where(good, row_level, np.median(row_level[good])).astype(np.float32)
-    # Every 4th row is plenty for a noise estimate (~20k pixels) and 4x cheaper.
-    residual = serial[rows][::4] - row_level[rows][::4, None]
+    # Every 4th row is plenty for a noise estimate (~20k pixels). A 3σ-clipped standard deviation
+    # (robust to cosmic rays in the overscan, corrected for the clipping) rather than the IQR,
+    # which integer pixels of a few ADU rms quantise by up to 10 %; and corrected for the row
+    # median having taken a little of each pixel's scatter: var(x - median) = (1 - 0.43/n) var(x).
+    residual = (serial[rows][::4] - row_level[rows][::4, None]).astype(np.float32)
     if is_float:
         residual = residual[np.isfinite(residual)]
-    # Read noise from the IQR (robust to cosmic rays in the overscan), corrected for the row
-    # median having taken a little of each pixel's scatter: var(x - median) = (1 - 0.43/n) var(x).
-    q25, q75 = np.percentile(residual, [25, 75]) if residual.size else (math.nan, math.nan)
-    noise_adu = 0.7413 * float(q75 - q25) / math.sqrt(1.0 - (2.0 - math.pi / 2.0) / serial.shape[1])
+    noise_adu = (
+        clipped_stats(residual, 3.0, 3).std
+        / _CLIP_BIAS_3SIGMA
+        / math.sqrt(1.0 - (2.0 - math.pi / 2.0) / serial.shape[1])
+    )
 
     # Saturation is in ADU above bias: compare the raw pixels with SATURATE + the row's level.
     saturation = _number(header, "SATURATE") or _number(primary, "SATURATE") or DEFAULT_SATURATION

@@ -82,6 +82,29 @@ def header_wcs(header: fits.Header) -> WCS | None:
     return wcs if wcs.has_celestial else None
 
 
+def _read_ecsv_columns(path: pathlib.Path, wanted: tuple[str, ...]) -> dict[str, np.ndarray] | None:
+    """The numeric columns ``wanted`` of a plain ECSV file with numpy alone, or None if it is not plain.
+
+    astropy's ECSV reader parses every value in Python (a third of a second for 20 000 stars); a
+    reference catalog is a few numeric columns, which ``numpy.loadtxt`` reads ten times faster.
+    Anything unusual (quoting, a different delimiter, missing values) falls back to astropy.
+    """
+    with open(path) as f:
+        lines = [line for line in f if not line.startswith("#")]
+    if not lines:
+        return None
+    names = lines[0].split()
+    if "%ECSV" in lines[0] or any(name not in names for name in wanted) or any('"' in line for line in lines[1:4]):
+        return None
+    if len(lines) == 1:  # a header and no stars
+        return {name: np.empty(0) for name in wanted}
+    try:
+        data = np.loadtxt(lines[1:], usecols=[names.index(w) for w in wanted], ndmin=2, dtype=float)
+    except ValueError:
+        return None
+    return {name: data[:, i] for i, name in enumerate(wanted)}
+
+
 def read_reference_catalog(path: pathlib.Path, band: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ra, dec, mag) of a reference catalog file (ECSV or FITS table; ``{band}_mag`` or ``mag``).
 
@@ -90,11 +113,20 @@ def read_reference_catalog(path: pathlib.Path, band: str) -> tuple[np.ndarray, n
     ValueError
         If it cannot be read or has no magnitude column for the band.
     """
+    candidates = (f"{band}_mag", f"{band}mag", "mag")
+    if path.suffix == ".ecsv":
+        for column in candidates:
+            try:
+                fast = _read_ecsv_columns(path, ("ra", "dec", column))
+            except OSError as e:
+                raise ValueError(f"cannot read reference catalog {path} ({type(e).__name__}: {e})") from None
+            if fast is not None:
+                return fast["ra"], fast["dec"], fast[column]
     try:
         table = Table.read(path)
     except Exception as e:
         raise ValueError(f"cannot read reference catalog {path} ({type(e).__name__}: {e})") from None
-    for column in (f"{band}_mag", f"{band}mag", "mag"):
+    for column in candidates:
         if column in table.colnames:
             break
     else:

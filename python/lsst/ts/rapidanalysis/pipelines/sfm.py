@@ -217,7 +217,10 @@ def measure_detector(path: pathlib.Path, config: SfmConfig, context: PipelineCon
     binned -= background.image(2)
     m = isr.mask
     rows, cols = binned.shape[0] * 2, binned.shape[1] * 2
-    binned_mask = m[0:rows:2, 0:cols:2] | m[1:rows:2, 0:cols:2] | m[0:rows:2, 1:cols:2] | m[1:rows:2, 1:cols:2]
+    if m.any():
+        binned_mask = m[0:rows:2, 0:cols:2] | m[1:rows:2, 0:cols:2] | m[0:rows:2, 1:cols:2] | m[1:rows:2, 1:cols:2]
+    else:  # nothing saturated or missing (most images): skip four strided passes
+        binned_mask = np.zeros(binned.shape, dtype=np.uint8)
     timings["background"] = time.perf_counter() - tick
     check()
 
@@ -282,7 +285,7 @@ def measure_detector(path: pathlib.Path, config: SfmConfig, context: PipelineCon
     return SfmMeasurement(path, isr, background, catalog, stars, psf, photocal, pixel_scale, metrics, flags, timings)
 
 
-def _first_psf_sigma(isr: IsrImage, detections: Any, sky_noise: float, n: int = 100) -> float:
+def _first_psf_sigma(isr: IsrImage, detections: Any, sky_noise: float, n: int = 60) -> float:
     """Median determinant radius of up to ``n`` of the most significant unsaturated detections (2 if none)."""
     unsaturated = np.flatnonzero(~detections.saturated)
     if unsaturated.size == 0:
@@ -291,7 +294,7 @@ def _first_psf_sigma(isr: IsrImage, detections: Any, sky_noise: float, n: int = 
     subset = type(detections)(
         detections.x[top], detections.y[top], detections.significance[top], detections.saturated[top], detections.noise
     )
-    first = measure_sources(isr.image, isr.mask, subset, aperture_radius=8.0, moments_radius=12, sky_noise=sky_noise)
+    first = measure_sources(isr.image, isr.mask, subset, aperture_radius=6.0, moments_radius=10, sky_noise=sky_noise)
     good = (first.flags == 0) & np.isfinite(first.ixx)
     radius = first.determinant_radius[good]
     # Cosmic rays are among the most significant peaks; the median of the rest is the PSF's.

@@ -31,7 +31,9 @@ frame as our whole ISR-to-metrics path is allowed to (DESIGN.md).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import warnings
 
 import numpy as np
 import scipy.ndimage
@@ -88,51 +90,60 @@ def bin2x2(image: np.ndarray) -> np.ndarray:
     return binned
 
 
-def _smooth121(image: np.ndarray) -> np.ndarray:
+def _smooth121(image: np.ndarray, block: int = 128) -> np.ndarray:
     """Separable [1, 2, 1] smoothing (unnormalised: thresholds are in units of its own noise).
 
-    In-place adds of shifted slices: scipy.ndimage's filters take 3-4 times longer on a
-    2k x 2k image. The edge rows and columns are left as they are (doubled): no peak is
-    looked for there.
+    In-place adds of shifted slices, ``block`` rows at a time so that both passes work in cache:
+    scipy.ndimage's filters take 3-4 times longer on a 2k x 2k image. The edge rows and columns
+    take their own value four times (no peak is looked for there).
     """
-    rows = np.empty_like(image)
-    np.add(image[:-2], image[2:], out=rows[1:-1])
-    rows[1:-1] += image[1:-1]
-    rows[1:-1] += image[1:-1]
-    rows[0] = image[0] * 4
-    rows[-1] = image[-1] * 4
+    n_rows = image.shape[0]
     out = np.empty_like(image)
-    np.add(rows[:, :-2], rows[:, 2:], out=out[:, 1:-1])
-    out[:, 1:-1] += rows[:, 1:-1]
-    out[:, 1:-1] += rows[:, 1:-1]
-    out[:, 0] = rows[:, 0] * 4
-    out[:, -1] = rows[:, -1] * 4
+    rows = np.empty((block + 2, image.shape[1]), dtype=image.dtype)
+    for r0 in range(0, n_rows, block):
+        r1 = min(r0 + block, n_rows)
+        lo, hi = max(r0 - 1, 0), min(r1 + 1, n_rows)
+        piece = image[lo:hi]
+        m = r1 - r0
+        top = r0 - lo  # 1 unless this is the first block
+        vertical = rows[:m]
+        # Vertical pass for rows r0..r1-1 (piece index top..top+m-1).
+        inner_lo, inner_hi = max(r0, 1), min(r1, n_rows - 1)
+        if inner_hi > inner_lo:
+            i0, i1 = inner_lo - r0, inner_hi - r0
+            p0 = inner_lo - lo
+            np.add(piece[p0 - 1 : p0 - 1 + (i1 - i0)], piece[p0 + 1 : p0 + 1 + (i1 - i0)], out=vertical[i0:i1])
+            vertical[i0:i1] += piece[p0 : p0 + (i1 - i0)]
+            vertical[i0:i1] += piece[p0 : p0 + (i1 - i0)]
+        if r0 == 0:
+            vertical[0] = piece[0] * 4
+        if r1 == n_rows:
+            vertical[m - 1] = piece[top + m - 1] * 4
+        target = out[r0:r1]
+        np.add(vertical[:, :-2], vertical[:, 2:], out=target[:, 1:-1])
+        target[:, 1:-1] += vertical[:, 1:-1]
+        target[:, 1:-1] += vertical[:, 1:-1]
+        target[:, 0] = vertical[:, 0] * 4
+        target[:, -1] = vertical[:, -1] * 4
     return out
 
 
 def _local_maxima(smooth: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
     """Rows and columns of pixels above ``level`` that no 8-neighbour exceeds (ties: the first).
 
-    Pixels on the image's edge compare with the neighbours they have.
+    The outermost rows and columns are not searched: the smoothing there sees only one side, so
+    its noise is larger and false peaks gather on the edge (a star centred within a pixel of the
+    edge is lost, which is rare and half off the detector anyway).
     """
     rows, cols = np.nonzero(smooth > level)
+    inner = (rows > 0) & (rows < smooth.shape[0] - 1) & (cols > 0) & (cols < smooth.shape[1] - 1)
+    rows, cols = rows[inner], cols[inner]
     values = smooth[rows, cols]
     keep = np.ones(rows.size, dtype=bool)
-    last_row, last_col = smooth.shape[0] - 1, smooth.shape[1] - 1
-    for dy, dx, strict in (
-        (-1, -1, False),
-        (-1, 0, False),
-        (-1, 1, False),
-        (0, -1, False),
-        (0, 1, True),
-        (1, -1, True),
-        (1, 0, True),
-        (1, 1, True),
-    ):
-        ny, nx = np.clip(rows + dy, 0, last_row), np.clip(cols + dx, 0, last_col)
-        exists = (ny == rows + dy) & (nx == cols + dx)
-        neighbour = smooth[ny, nx]
-        keep &= ~exists | ((values > neighbour) if strict else (values >= neighbour))
+    for dy, dx in ((-1, -1), (-1, 0), (-1, 1), (0, -1)):
+        keep &= values >= smooth[rows + dy, cols + dx]
+    for dy, dx in ((0, 1), (1, -1), (1, 0), (1, 1)):
+        keep &= values > smooth[rows + dy, cols + dx]
     return rows[keep], cols[keep]
 
 
@@ -284,7 +295,7 @@ def cutouts(
 
 
 def adaptive_moments(
-    stamps: np.ndarray, x0: np.ndarray, y0: np.ndarray, sigma0: float = 2.0, max_iter: int = 30, tol: float = 1e-4
+    stamps: np.ndarray, x0: np.ndarray, y0: np.ndarray, sigma0: float = 2.0, max_iter: int = 30, tol: float = 1e-3
 ) -> tuple[np.ndarray, ...]:
     """Adaptive (Gaussian-weighted, iterated) centroids and second moments of many stamps.
 
@@ -369,6 +380,23 @@ def adaptive_moments(
     return cx, cy, mxx, myy, mxy, converged & valid
 
 
+# Sub-pixel step of the precomputed aperture masks (pixels), over offsets -1.5..+1.5.
+_APERTURE_STEP = 0.1
+
+
+@functools.lru_cache(maxsize=8)
+def _aperture_masks(radius: int, aperture_radius: float) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Aperture weights for a (2r+1)² stamp, per sub-pixel offset of the centre: (ny, nx, s, s) float32,
+    with their sums ("area") and sums of squares ("sum_squares") per offset."""
+    offsets = np.arange(-1.5, 1.5 + _APERTURE_STEP / 2, _APERTURE_STEP)
+    grid = np.arange(-radius, radius + 1, dtype=np.float64)
+    dx = grid[None, None, None, :] - offsets[None, :, None, None]
+    dy = grid[None, None, :, None] - offsets[:, None, None, None]
+    weight = np.clip(aperture_radius + 0.5 - np.sqrt(dx**2 + dy**2), 0.0, 1.0)
+    sums = {"area": weight.sum(axis=(2, 3)), "sum_squares": (weight**2).sum(axis=(2, 3))}
+    return weight.astype(np.float32), sums
+
+
 def _refined_peaks(stamps: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
     """Offsets (x, y) from the stamp centre of each stamp's peak: the brightest of the central
     3 x 3 pixels, refined by a parabola through it and its neighbours in each direction."""
@@ -442,6 +470,7 @@ def measure_sources(
 
     # Local background: the median of the stamp beyond the aperture (robust to neighbours).
     ring = r2 > (aperture_radius + 1.0) ** 2
+    ring[1::2] = False  # every other row of it: half the work, plenty of pixels for a median
     ring_pixels = stamps[:, ring]
     has_nan = np.isnan(ring_pixels).any(axis=1)
     local = np.median(ring_pixels, axis=1)
@@ -468,28 +497,35 @@ def measure_sources(
     y = cy + (my - moments_radius)
 
     # Aperture about the measured centroid (the peak where moments failed), with edge pixels
-    # weighted by their fraction inside to first order.
-    fx = np.where(np.isfinite(mx), mx - moments_radius, 0.0)
-    fy = np.where(np.isfinite(my), my - moments_radius, 0.0)
-    dist = np.sqrt(
-        (offsets[None, None, :] - fx[:, None, None]) ** 2 + (offsets[None, :, None] - fy[:, None, None]) ** 2
-    )
-    weight = np.clip(aperture_radius + 0.5 - dist, 0.0, 1.0)
-    finite = np.isfinite(stamps)
-    values = np.where(finite, stamps, 0.0)
-    flux = (weight * values).sum(axis=(1, 2))
-    n_missing = (weight * ~finite).sum(axis=(1, 2))
-    area = weight.sum(axis=(1, 2))
-    variance = (weight**2).sum(axis=(1, 2)) * sky_noise**2 + np.maximum(flux, 0.0)
+    # weighted by their fraction inside to first order. The weights depend only on the sub-pixel
+    # offset, so they come from masks precomputed on a 0.1-pixel grid (an aperture 0.05 px off
+    # changes a star's flux by well under 0.1 %): one gather per stamp instead of computing
+    # distances, and the masks' sums are the areas.
+    fx = np.clip(np.where(np.isfinite(mx), mx - moments_radius, 0.0), -1.5, 1.5)
+    fy = np.clip(np.where(np.isfinite(my), my - moments_radius, 0.0), -1.5, 1.5)
+    masks, steps = _aperture_masks(radius, aperture_radius)
+    qx = np.rint((fx + 1.5) / _APERTURE_STEP).astype(np.int64)
+    qy = np.rint((fy + 1.5) / _APERTURE_STEP).astype(np.int64)
+    weight = masks[qy, qx]
+    finite = None if not np.isnan(stamps).any() else np.isfinite(stamps)
+    values = stamps if finite is None else np.where(finite, stamps, np.float32(0))
+    flux = np.einsum("nij,nij->n", weight, values, dtype=np.float64)
+    n_missing = np.zeros(n) if finite is None else np.einsum("nij,nij->n", weight, (~finite).astype(np.float32))
+    area = steps["area"][qy, qx]
+    variance = steps["sum_squares"][qy, qx] * sky_noise**2 + np.maximum(flux, 0.0)
     # The local background's own error adds area² σ²/n_ring (median: x π/2).
     variance += area**2 * sky_noise**2 * (math.pi / 2) / max(int(ring.sum()), 1)
     flux_err = np.sqrt(variance)
-    near = r2 <= 4.0
-    peak = np.nanmax(np.where(near[None], stamps, -np.inf), axis=(1, 2))
+    near = slice(radius - 2, radius + 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a stamp centre of NaN only
+        peak = np.nanmax(stamps[:, near, near], axis=(1, 2))
 
     flags = np.zeros(n, dtype=np.int32)
-    in_aperture = weight > 0
-    flags[detections.saturated | ((bits & SAT).astype(bool) & in_aperture).any(axis=(1, 2))] |= SourceCatalog.SATURATED
+    saturated = detections.saturated.copy()
+    if (bits & SAT).any():
+        saturated |= (((bits & SAT) > 0) & (weight > 0)).any(axis=(1, 2))
+    flags[saturated] |= SourceCatalog.SATURATED
     flags[off_edge] |= SourceCatalog.EDGE
     flags[~converged & ~drifted] |= SourceCatalog.NOT_CONVERGED
     flags[drifted] |= SourceCatalog.DRIFTED
