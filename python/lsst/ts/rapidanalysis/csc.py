@@ -23,11 +23,15 @@ from lsst.ts.idl.enums.OCPS import SalIndex
 from . import __version__
 from .data.camera import Instrument, get_instrument
 from .data.data_id import DataIdError, parse_data_id
+from .data.mount_listener import MountListener
+from .data.mount_telemetry import MountTelemetryBuffer
 from .data.raw_store import MissingRawError, RawStore
 from .dispatch.gather import Gatherer, VisitGather
 from .dispatch.job_manager import JobManager, QueueFullError
 from .dispatch.jobs import Job, JobState, Trigger, new_job_id
 from .dispatch.pool import PoolLostError, WorkerPool
+from .pipelines.base import PipelineError
+from .pipelines.mount_torque import read_exposure_window
 from .pipelines.registry import PipelineRegistry
 from .results.database import ResultsDatabase
 from .sal import ConfigurableCsc, ExpectedError, SalRetCode, State, current_tai
@@ -99,6 +103,8 @@ class RapidAnalysisCsc(ConfigurableCsc):
         self.results: ResultsDatabase | None = None
         self.raw_store: RawStore | None = None
         self.gatherer: Gatherer | None = None
+        self.mount_buffer: MountTelemetryBuffer | None = None
+        self.mount_listener: MountListener | None = None
         self._status_task: asyncio.Task | None = None
         self._sync_busy_job: str | None = None
         # One writer thread: a job's rows are written in the order the CSC asks (queued, then final).
@@ -200,6 +206,9 @@ class RapidAnalysisCsc(ConfigurableCsc):
         )
         self.job_manager.start()
         self.gatherer = Gatherer(config.gather_timeout, config.regather_timeout, self._gather, log=self.log)
+        self.mount_buffer = MountTelemetryBuffer(config.mount_buffer_seconds)
+        self.mount_listener = MountListener(self.salinfo.domain, self.instrument.name, self.mount_buffer, log=self.log)
+        await self.mount_listener.start()
         self._pool_event_key = None
         self._status_task = asyncio.create_task(self._status_loop())
 
@@ -213,6 +222,9 @@ class RapidAnalysisCsc(ConfigurableCsc):
         if self.gatherer is not None:
             await self.gatherer.stop()
             self.gatherer = None
+        if self.mount_listener is not None:
+            await self.mount_listener.close()
+            self.mount_listener = None
         if self.pool is not None:
             await self.pool.close()
             self.pool = None
@@ -415,6 +427,8 @@ class RapidAnalysisCsc(ConfigurableCsc):
         pipeline = self.registry.get(job.pipeline)
         if not getattr(pipeline, "requires_inputs", True):
             return []
+        if pipeline.needs_mount_telemetry:
+            return await self._mount_inputs(job)
         assert self.raw_store is not None and self.config is not None
         # No detectors named: the science detectors (guiders and wavefront sensors are not raws
         # for these pipelines, and waiting for them would always run into the timeout).
@@ -424,6 +438,48 @@ class RapidAnalysisCsc(ConfigurableCsc):
         except MissingRawError as e:
             raise ValueError(str(e)) from None
         return [str(found[detector]) for detector in sorted(found)]
+
+    async def _mount_inputs(self, job: Job) -> list[str]:
+        """One raw of the exposure, and the exposure window of the received mount telemetry as a file."""
+        assert self.raw_store is not None and self.config is not None
+        # Any detector's header gives the window: the first named, else the witness detector.
+        detectors = job.data_id.detectors[:1] if job.data_id.detectors else (self._witness_detector(),)
+        try:
+            found = await self.raw_store.wait_for(job.data_id, detectors, timeout=self.config.raw_wait_timeout)
+        except MissingRawError as e:
+            raise ValueError(str(e)) from None
+        raw = found[detectors[0]]
+        loop = asyncio.get_running_loop()
+        try:
+            window = await loop.run_in_executor(None, read_exposure_window, raw)
+        except PipelineError as e:
+            raise ValueError(str(e)) from None
+        if window.img_type in ("BIAS", "DARK", "FLAT") or self.mount_listener is None or self.mount_buffer is None:
+            return [str(raw)]  # the pipeline says why it skips a calibration frame
+        margin = float(job.config.get("window_margin", 1.0))
+        covered = await self.mount_listener.wait_until_covered(window.end + margin, self.config.mount_telemetry_wait)
+        if not covered:
+            self.log.warning(
+                "Mount telemetry for %s covers only up to %.1f s before the end of its window; analysing what there is",
+                window.image_name,
+                window.end + margin - self.mount_listener.covered_until(),
+            )
+        path = pathlib.Path(self._output_dir_for(job)) / "mount_telemetry.ecsv"
+
+        def write() -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.mount_buffer.write(path, window.begin, window.end, margin)
+
+        await loop.run_in_executor(None, write)
+        return [str(raw), str(path)]
+
+    def _witness_detector(self) -> int:
+        """The detector whose raw stands for the exposure (LSSTCam R22_S11, ComCam S11, LATISS 0)."""
+        by_name = self.instrument.by_name
+        for name in ("R22_S11",):
+            if name in by_name:
+                return by_name[name].id
+        return self.instrument.science_detectors[0].id
 
     def _output_dir_for(self, job: Job) -> str:
         assert self.config is not None

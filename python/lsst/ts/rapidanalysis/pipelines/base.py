@@ -159,6 +159,9 @@ class Pipeline(abc.ABC):
         For per-detector pipelines: the pipeline that combines a visit's results (run by the CSC).
     internal : `bool`
         Run only by the CSC itself (a gather), never by ``processData``.
+    needs_mount_telemetry : `bool`
+        Its inputs are one raw of the exposure and a mount-telemetry file of the exposure window,
+        which the CSC writes from the telemetry it has received.
     """
 
     name: ClassVar[str]
@@ -169,6 +172,7 @@ class Pipeline(abc.ABC):
     per_detector: ClassVar[bool] = False
     gather_pipeline: ClassVar[str] = ""
     internal: ClassVar[bool] = False
+    needs_mount_telemetry: ClassVar[bool] = False
 
     @classmethod
     def make_config(cls, *layers: dict[str, Any]) -> PipelineConfig:

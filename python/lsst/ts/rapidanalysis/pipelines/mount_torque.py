@@ -654,6 +654,7 @@ class MountTorquePipeline(Pipeline):
     name = "mount_torque"
     description = "Mount tracking errors and image impact during an exposure, from the raw header and telemetry"
     Config = MountTorqueConfig
+    needs_mount_telemetry = True
 
     def run(self, inputs: list[pathlib.Path], config: MountTorqueConfig, context: PipelineContext) -> PipelineResult:
         """Measure one exposure.
