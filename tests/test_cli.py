@@ -99,7 +99,7 @@ def test_pipeline_error_exit_code(raw: pathlib.Path, tmp_path: pathlib.Path, cap
 
     garbage = tmp_path / "garbage.fits"
     garbage.write_bytes(b"\0" * 5000)
-    assert main(["run", "image_stats", str(garbage), "--output-dir", str(tmp_path / "o")]) == 2
+    assert main(["run", "image_stats", str(garbage), "--output-dir", str(tmp_path / "o")]) == 3  # no usable input
     assert "garbage.fits" in capsys.readouterr().err
 
 
@@ -116,3 +116,38 @@ def test_usage(capsys: pytest.CaptureFixture) -> None:
     assert main([]) == 2
     assert main(["run", "image_stats"]) == 2  # no INPUT
     assert "INPUT" in capsys.readouterr().err
+
+
+def test_run_new_pipelines_on_simulated_files(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture) -> None:
+    """sfm, spectrum_examiner and mount_torque run by hand on files, as an observer re-runs them."""
+    from lsst.ts.rapidanalysis.data.mount_telemetry import MountTelemetryBuffer
+    from lsst.ts.rapidanalysis.sim.raw_writer import simulate_detector
+    from lsst.ts.rapidanalysis.sim.scene import SceneConfig
+    from lsst.ts.rapidanalysis.sim.spectrum import SpectrumConfig, simulate_dispersed
+
+    science = simulate_detector(
+        "LSSTCam", 94, tmp_path, "MC_O_20251115_000050", scene=SceneConfig(n_stars=200), scale=0.3
+    ).path
+    assert main(["run", "sfm", str(science), "--json", "--output-dir", str(tmp_path / "sfm")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["detector_metrics"][0]["detector"] == 94 and result["telemetry"][0]["topic"] == "sfmDetectorMetrics"
+
+    spectrum = SpectrumConfig(zeroth_order_x=500.0, zeroth_order_y=100.0, offset=100.0, length=800.0)
+    dispersed = simulate_dispersed(tmp_path, "AT_O_20251115_000051", exp_time=20.0, scale=0.25, spectrum=spectrum).path
+    box = json.dumps({"box": {"offset": 100, "length": 1000, "half_width": 60, "background_width": 20}})
+    assert (
+        main(
+            ["run", "spectrum_examiner", str(dispersed), "--json", "--config", box, "--output-dir", str(tmp_path / "s")]
+        )
+        == 0
+    )
+    result = json.loads(capsys.readouterr().out)
+    assert result["telemetry"][0]["topic"] == "spectrumMetrics" and result["telemetry"][0]["fields"]["nGoodRows"] > 50
+
+    # A telemetry file with no samples in the window: a clear failure (exit code 3), not a crash.
+    empty = tmp_path / "telemetry.ecsv"
+    MountTelemetryBuffer().write(empty, 0.0, 1.0)
+    code = main(["run", "mount_torque", str(dispersed), str(empty), "--output-dir", str(tmp_path / "m")])
+    captured = capsys.readouterr()
+    assert code == 3, captured
+    assert "telemetry" in (captured.out + captured.err).lower()

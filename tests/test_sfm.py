@@ -226,3 +226,23 @@ def test_pipeline_result_feeds_the_interface(root: pathlib.Path, nominal: pathli
     binned = fits.getdata(binned_path)
     assert binned.shape == (2002 // 8, 2048 // 8)
     assert fits.getheader(binned_path)["DETECTOR"] == DETECTOR
+
+
+def test_bias_and_dark_masters_are_subtracted_and_cached(root: pathlib.Path, nominal: pathlib.Path) -> None:
+    shape = measure_detector(nominal, SfmConfig()).isr.image.shape
+    bias = root / "bias_R22_S11.fits"
+    dark = root / "dark_R22_S11.fits"
+    fits.PrimaryHDU(np.full(shape, 12.0, np.float32)).writeto(bias, overwrite=True)
+    fits.PrimaryHDU(np.full(shape, 0.4, np.float32)).writeto(dark, overwrite=True)  # e-/s
+    plain = measure_detector(nominal, SfmConfig()).metrics["skyBg"]
+    config = SfmConfig(bias=str(root / "bias_{detector}.fits"), dark=str(root / "dark_{detector}.fits"))
+    m = measure_detector(nominal, config)
+    assert m.isr.steps[-2:] == ["bias", "dark"]
+    dark_time = fits.getheader(nominal)["DARKTIME"]
+    assert m.metrics["skyBg"] == pytest.approx(plain - 12.0 - 0.4 * dark_time, abs=0.5)
+    # A master of the wrong size is a clear failure, not a broadcast or a crash.
+    fits.PrimaryHDU(np.zeros((10, 10), np.float32)).writeto(dark, overwrite=True)
+    with pytest.raises(PipelineError, match="dark master .* is 10x10"):
+        measure_detector(nominal, config)
+    with pytest.raises(PipelineError, match="does not exist"):
+        measure_detector(nominal, SfmConfig(flat=str(root / "no_such_flat.fits")))

@@ -41,7 +41,7 @@ class ExitCode(enum.IntEnum):
 
     SUCCESS = 0
     CRASHED = 1  # the pipeline raised an unexpected exception
-    NO_INPUT = 3  # the raws never appeared
+    NO_INPUT = 3  # no usable input: the raws never appeared, or are unreadable or truncated
     WORKER_DIED = 4  # the worker process died (repeatedly) while running it
     ABORTED = 255  # as OCPS's abort_job
     TIMED_OUT = 124  # as timeout(1)

@@ -12,14 +12,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import matplotlib
+import numpy as np
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
-matplotlib.use("Agg")  # workers have no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
-
-from ..data.camera import Instrument  # noqa: E402
-from ..data.camera_layout import PIXEL_SIZE_MM, detector_center_mm  # noqa: E402
+from ..data.camera import Instrument
+from ..data.camera_layout import PIXEL_SIZE_MM, detector_center_mm
 
 __all__ = ["plot_focal_plane", "plot_mosaic", "mosaic_array"]
 
@@ -56,8 +56,11 @@ def plot_focal_plane(
     vmin, vmax = (min(fwhm), max(fwhm)) if fwhm else (0.0, 1.0)
     if vmax - vmin < 0.02:
         vmin, vmax = vmin - 0.01, vmax + 0.01
-    cmap = plt.get_cmap("viridis")
-    fig, ax = plt.subplots(figsize=(8, 7))
+    cmap = matplotlib.colormaps["viridis"]
+    # The object API, not pyplot: no global state, safe in a worker's threads.
+    fig = Figure(figsize=(8, 7), dpi=100)
+    ax = fig.add_axes((0.09, 0.08, 0.72, 0.86))
+    colorbar_axes = fig.add_axes((0.84, 0.08, 0.03, 0.86))
     centres = []
     for detector_id in sorted(set(expected) | set(by_id)):
         detector = instrument.by_id.get(detector_id)
@@ -95,14 +98,12 @@ def plot_focal_plane(
     ax.set_aspect("equal")
     ax.set_xlabel("focal plane x (mm)")
     ax.set_ylabel("focal plane y (mm)")
-    scalar = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(vmin, vmax))
-    fig.colorbar(scalar, ax=ax, label="PSF FWHM (arcsec)")
+    scalar = ScalarMappable(cmap=cmap, norm=Normalize(vmin, vmax))
+    fig.colorbar(scalar, cax=colorbar_axes, label="PSF FWHM (arcsec)")
     ax.plot([], [], color="k", label="e = 0.1 is %.0f mm" % (0.1 * _WHISKER_MM_PER_E))
     ax.legend(loc="upper right", fontsize=8)
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    fig.savefig(path)
     return path
 
 
@@ -155,12 +156,11 @@ def plot_mosaic(
     low, high = np.percentile(finite, [1.0, 99.5]) if finite.size else (0.0, 1.0)
     scale = max(high - low, 1e-6)
     stretched = np.arcsinh(np.clip((mosaic - low) / scale, 0, None) * 10) / np.arcsinh(10)
-    fig, ax = plt.subplots(figsize=(8, 8))
-    cmap = plt.get_cmap("gray").with_extremes(bad="0.25")  # no detector there: dark grey
+    fig = Figure(figsize=(8, 8), dpi=100)
+    ax = fig.add_axes((0.02, 0.02, 0.96, 0.92))
+    cmap = matplotlib.colormaps["gray"].with_extremes(bad="0.25")  # no detector there: dark grey
     ax.imshow(stretched, origin="lower", cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
     ax.set_title(f"{title} (post-ISR, binned {total}x{total})", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    fig.savefig(path)
     return path
