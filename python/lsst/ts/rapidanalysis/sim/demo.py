@@ -35,6 +35,11 @@ processing_mode: asynchronous
 max_queue_length: 500
 default_time_limit: 300.0
 lag_threshold: 60.0
+gather_timeout: 5.0
+regather_timeout: 45.0
+mount_buffer_seconds: 600.0
+mount_telemetry_wait: 5.0
+autonomous: {{enabled: false}}
 pipelines: {{}}
 database_url: ""
 output_root: {products}
