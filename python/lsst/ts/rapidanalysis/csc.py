@@ -23,9 +23,12 @@ from lsst.ts.idl.enums.OCPS import SalIndex
 from . import __version__
 from .data.camera import Instrument, get_instrument
 from .data.data_id import DataIdError, parse_data_id
+from .data.image_listener import ImageArrival, ImageListener
 from .data.mount_listener import MountListener
 from .data.mount_telemetry import MountTelemetryBuffer
 from .data.raw_store import MissingRawError, RawStore
+from .dispatch.autonomous import CALIBRATION_TYPES, AutonomousDispatcher, AutonomousSettings, ImageKind
+from .dispatch.focal_plane import FocalPlaneSelector, Selection
 from .dispatch.gather import Gatherer, VisitGather
 from .dispatch.job_manager import JobManager, QueueFullError
 from .dispatch.jobs import Job, JobState, Trigger, new_job_id
@@ -105,6 +108,12 @@ class RapidAnalysisCsc(ConfigurableCsc):
         self.gatherer: Gatherer | None = None
         self.mount_buffer: MountTelemetryBuffer | None = None
         self.mount_listener: MountListener | None = None
+        # The focal-plane mode lives as long as the CSC: setFocalPlaneMode may come before autonomous
+        # processing starts, and survives a standby/start cycle.
+        self.selector = FocalPlaneSelector(self.instrument)
+        self.dispatcher: AutonomousDispatcher | None = None
+        self.image_listener: ImageListener | None = None
+        self._mode_configured = False
         self._status_task: asyncio.Task | None = None
         self._sync_busy_job: str | None = None
         # One writer thread: a job's rows are written in the order the CSC asks (queued, then final).
@@ -165,9 +174,55 @@ class RapidAnalysisCsc(ConfigurableCsc):
         await self._start_processing()
 
     async def handle_summary_state(self) -> None:
-        """Stop the pool (aborting jobs) when leaving DISABLED/ENABLED."""
+        """Listen for images only while ENABLED; stop the pool (aborting jobs) when leaving DISABLED/ENABLED."""
+        if self.summary_state == State.ENABLED:
+            await self._start_autonomous()
+        else:
+            await self._stop_autonomous()
         if not self.disabled_or_enabled:
             await self._stop_processing(f"the CSC went to {self.summary_state.name}")
+
+    async def _start_autonomous(self) -> None:
+        assert self.config is not None
+        settings = self.config.autonomous
+        if not settings.get("enabled") or self.dispatcher is not None:
+            return
+        if not self._mode_configured:
+            # The configured initial mode, once; later setFocalPlaneMode commands stay in force.
+            self.selector.set_mode(
+                pattern=settings.get("pattern", "all"),
+                automatic=bool(settings.get("automatic", True)),
+                worker_mode=int(settings.get("worker_mode", 1)),
+            )
+            self._mode_configured = True
+        known = {f.name for f in dataclasses.fields(AutonomousSettings)}
+        self.dispatcher = AutonomousDispatcher(
+            self,
+            self.selector,
+            AutonomousSettings(
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items() if k in known}
+            ),
+            log=self.log,
+        )
+        self.dispatcher.start()
+        self.image_listener = ImageListener(
+            self.salinfo.domain,
+            self.instrument,
+            settings.get("generators", []),
+            self.dispatcher.on_arrival,
+            log=self.log,
+        )
+        await self.image_listener.start()
+        self._publish_mode("autonomous processing started")
+        self.log.info("Autonomous processing: listening to %s endReadout", self.instrument.camera_component)
+
+    async def _stop_autonomous(self) -> None:
+        if self.image_listener is not None:
+            await self.image_listener.close()
+            self.image_listener = None
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()
+            self.dispatcher = None
 
     async def _start_processing(self) -> None:
         assert self.config is not None
@@ -241,6 +296,7 @@ class RapidAnalysisCsc(ConfigurableCsc):
 
     async def close_tasks(self) -> None:
         """Stop processing, then the base class's tasks."""
+        await self._stop_autonomous()
         await self._stop_processing("the CSC is closing")
         await super().close_tasks()
 
@@ -415,9 +471,122 @@ class RapidAnalysisCsc(ConfigurableCsc):
             raise ExpectedError(str(e)) from None
 
     async def do_setFocalPlaneMode(self, data: Any) -> None:  # noqa: N802 (SAL name)
-        """Focal-plane selection belongs to autonomous mode, which this version does not have yet."""
+        """Set the focal-plane pattern, its variation, automatic down-selection, worker mode and
+        guaranteed exposures; announced with ``focalPlaneMode``. A bad value changes nothing."""
         self.assert_enabled("setFocalPlaneMode")
-        raise ExpectedError("setFocalPlaneMode is not available: autonomous processing is not part of this version")
+        try:
+            self.selector.set_mode(
+                pattern=data.pattern,
+                detectors=data.detectors,
+                variation=data.variation,
+                automatic=bool(data.automatic),
+                worker_mode=data.workerMode,
+                guaranteed_exposures=data.guaranteedExposures,
+            )
+        except ValueError as e:
+            raise ExpectedError(f"setFocalPlaneMode: {e}") from None
+        self._mode_configured = True
+        note = "" if self.dispatcher is not None else " (autonomous processing is off: it applies when it is on)"
+        self._publish_mode("set by setFocalPlaneMode" + note)
+
+    def _publish_mode(self, reason: str, selection: Selection | None = None) -> None:
+        """focalPlaneMode: the mode in force and what it selects (for the next image, or for ``selection``)."""
+        mode = self.selector.mode
+        if selection is None:
+            detectors = self.selector.preview()
+            decided_by, n_selected = "manual", len(detectors)
+            detector_text = ",".join(str(d) for d in sorted(detectors))
+        else:
+            decided_by, n_selected, detector_text = (
+                selection.decided_by,
+                len(selection.detectors),
+                selection.detectors_csv,
+            )
+            reason = selection.reason
+        self.evt_focalPlaneMode.set_write(
+            pattern=mode.pattern if selection is None else selection.pattern,
+            detectors=detector_text,
+            variation=int(mode.variation),
+            automatic=mode.automatic,
+            workerMode=int(mode.worker_mode),
+            guaranteedExposures=mode.guaranteed_csv,
+            nSelected=n_selected,
+            reason=reason,
+            decidedBy=decided_by,
+            force_output=True,
+        )
+
+    # -- autonomous processing: what the dispatcher asks of the CSC --
+
+    @property
+    def n_workers(self) -> int:
+        """Workers (threads) of the pool."""
+        return self.job_manager.slots if self.job_manager is not None else 0
+
+    def is_per_detector(self, pipeline: str) -> bool:
+        """Whether a pipeline runs one job per detector (and is gathered)."""
+        return self.registry.get(pipeline).per_detector
+
+    def make_jobs(
+        self, pipeline: str, data_id: dict[str, Any], trigger: Trigger, priority: int
+    ) -> tuple[list[Job], VisitGather | None]:
+        """Jobs of one pipeline on one data id, validated as processData's are."""
+        request = types.SimpleNamespace(dataId=json.dumps(data_id), pipeline=pipeline, config="")
+        jobs, visit = self._make_jobs(request, trigger)
+        for job in jobs:
+            job.priority = priority
+        return jobs, visit
+
+    def submit_jobs(self, jobs: list[Job], visit: VisitGather | None, *, ignore_limit: bool) -> None:
+        """Queue jobs (and their visit's gather)."""
+        if visit is not None:
+            assert self.gatherer is not None
+            self.gatherer.add(visit)
+        for job in jobs:
+            self._submit(job, ignore_limit=ignore_limit)
+            self._record_submitted(job)
+
+    def queued_jobs(self) -> list[Job]:
+        return self.job_manager.queued_jobs() if self.job_manager is not None else []
+
+    def running_jobs(self) -> list[Job]:
+        return self.job_manager.running_jobs() if self.job_manager is not None else []
+
+    async def abort_job(self, job_id: str, reason: str) -> None:
+        """Abort a job if it is still queued or running (it gets its jobResult with the reason)."""
+        if self.job_manager is None:
+            return
+        try:
+            await self.job_manager.abort(job_id, reason=reason)
+        except (KeyError, ValueError):
+            pass  # it ended meanwhile
+
+    def publish_selection(self, selection: Selection, n_workers: int) -> None:
+        """Announce the detectors chosen for an image when they differ from the last image's."""
+        self._publish_mode(selection.reason, selection)
+        if selection.decided_by == "automatic":
+            self.log.info("Focal plane (automatic, %d workers): %s", n_workers, selection.reason)
+
+    async def image_kind(self, arrival: ImageArrival) -> str:
+        """Science, dispersed (LATISS, from the raw's GRATING) or calibration (from the image type)."""
+        img_type = arrival.img_type
+        if img_type in CALIBRATION_TYPES:
+            return ImageKind.CALIBRATION
+        if self.instrument.name != "LATISS" and img_type:
+            return ImageKind.SCIENCE
+        # LATISS (and file announcements without a type): the raw's header says.
+        assert self.raw_store is not None and self.config is not None
+        data_id = parse_data_id(json.dumps({"obsid": arrival.image_name}), self.instrument)
+        detector = self.instrument.science_detectors[0].id
+        found = await self.raw_store.wait_for(data_id, (detector,), timeout=self.config.raw_wait_timeout)
+        header = await asyncio.get_running_loop().run_in_executor(None, _primary_header, found[detector])
+        img_type = img_type or str(header.get("IMGTYPE", "")).strip().upper()
+        if img_type in CALIBRATION_TYPES:
+            return ImageKind.CALIBRATION
+        grating = str(header.get("GRATING", "") or "").strip().lower()
+        if self.instrument.name == "LATISS" and grating and not grating.startswith(("empty", "none")):
+            return ImageKind.DISPERSED
+        return ImageKind.SCIENCE
 
     # -- job plumbing --
 
@@ -569,6 +738,8 @@ class RapidAnalysisCsc(ConfigurableCsc):
         self.log.log(level, "Job %s %s %s: %s", job.job_id, job.pipeline, job.state.value, job.error_report or "ok")
         if self.gatherer is not None:
             self.gatherer.job_done(job)
+        if self.dispatcher is not None:
+            self.dispatcher.job_done(job)
 
     async def _gather(self, visit: VisitGather, partial: bool, regather: bool) -> None:
         """Announce the gather (visitGathered) and queue the gather pipeline on what has landed."""
@@ -706,6 +877,12 @@ class RapidAnalysisCsc(ConfigurableCsc):
                 dashboardUrl=info.dashboard_url,
                 force_output=True,
             )
+
+
+def _primary_header(path: pathlib.Path) -> Any:
+    from astropy.io import fits
+
+    return fits.getheader(path, 0)
 
 
 def run_rapid_analysis() -> None:

@@ -7,7 +7,7 @@ import functools
 
 from lsst.ts.idl.enums.OCPS import SalIndex
 
-__all__ = ["Detector", "Instrument", "get_instrument", "INSTRUMENT_NAMES"]
+__all__ = ["Detector", "Instrument", "get_instrument", "INSTRUMENT_NAMES", "CAMERA_COMPONENTS"]
 
 # Science rafts of LSSTCam and the id of their S00 (obs_lsst).
 _SCIENCE_RAFT_ID0 = {
@@ -17,6 +17,8 @@ _SCIENCE_RAFT_ID0 = {
 }  # fmt: skip
 _ITL_RAFTS = {"R01", "R02", "R03", "R10", "R20", "R41", "R42", "R43"}
 _SENSORS = ("S00", "S01", "S02", "S10", "S11", "S12", "S20", "S21", "S22")
+#: The SAL component of each instrument's camera.
+CAMERA_COMPONENTS: dict[str, str] = {"LATISS": "ATCamera", "LSSTComCam": "CCCamera", "LSSTCam": "MTCamera"}
 # Corner rafts: guiders SG0/SG1, wavefront SW0 (extra-focal) / SW1 (intra-focal).
 _CORNER_ID0 = {"R00": 189, "R04": 193, "R40": 197, "R44": 201}
 
@@ -63,6 +65,11 @@ class Instrument:
     sal_index: SalIndex
     cam_code: str
     detectors: tuple[Detector, ...]
+
+    @property
+    def camera_component(self) -> str:
+        """The SAL component of its camera (``ATCamera``, ``CCCamera``, ``MTCamera``)."""
+        return CAMERA_COMPONENTS[self.name]
 
     @functools.cached_property
     def by_id(self) -> dict[int, Detector]:

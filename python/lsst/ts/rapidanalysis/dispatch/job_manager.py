@@ -107,6 +107,14 @@ class JobManager:
         """How many jobs may run at once (the pool's threads; at least 1)."""
         return max(1, self.pool.info.n_threads)
 
+    def queued_jobs(self) -> list[Job]:
+        """Jobs accepted and not yet running (a copy)."""
+        return list(self._queued)
+
+    def running_jobs(self) -> list[Job]:
+        """Jobs handed to the pool (a copy)."""
+        return [self.jobs[job_id] for job_id in list(self._running)]
+
     @property
     def free_queue_slots(self) -> int:
         """How many more jobs the queue accepts."""

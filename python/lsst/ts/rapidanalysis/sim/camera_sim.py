@@ -32,7 +32,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from .. import __version__
-from ..data.camera import Instrument, get_instrument
+from ..data.camera import CAMERA_COMPONENTS, Instrument, get_instrument
+from ..data.image_listener import split_colon_list
 from ..sal.base_csc import BaseCsc
 from ..sal.enums import State
 from ..sal.errors import ExpectedError
@@ -57,7 +58,6 @@ __all__ = [
 ]
 
 #: SAL component of each instrument's camera.
-CAMERA_COMPONENTS: dict[str, str] = {"LATISS": "ATCamera", "LSSTComCam": "CCCamera", "LSSTCam": "MTCamera"}
 _INSTRUMENT_OF_COMPONENT = {component: name for name, component in CAMERA_COMPONENTS.items()}
 #: ``imageType`` values takeImages accepts (obs_lsst's IMGTYPE values).
 IMAGE_TYPES: tuple[str, ...] = (
@@ -173,26 +173,6 @@ def join_colon_list(items: list[str]) -> str:
     `split_colon_list` undoes it.
     """
     return ":".join(item.replace("\\", "\\\\").replace(":", "\\:") for item in items)
-
-
-def split_colon_list(text: str) -> list[str]:
-    """Split a `join_colon_list` string back into its items."""
-    if text == "":
-        return []
-    items, current, escaped = [], [], False
-    for char in text:
-        if escaped:
-            current.append(char)
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == ":":
-            items.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    items.append("".join(current))
-    return items
 
 
 def _resolve_instrument(instrument: Instrument | str | int) -> Instrument:

@@ -1,0 +1,388 @@
+"""Autonomous processing: every image the camera announces becomes jobs, newest first, within what the pool affords.
+
+For each new image (`lsst.ts.rapidanalysis.data.image_listener.ImageArrival`):
+
+1. its kind decides the pipelines (`AutonomousSettings`): science images → ``sfm`` on the
+   selected detectors (gathered as a visit) and ``mount_torque``; LATISS dispersed images →
+   ``spectrum_examiner`` and ``mount_torque``; bias, dark and flat → ``image_stats`` on the selected
+   detectors (ISR statistics only);
+2. the focal-plane selector (`lsst.ts.rapidanalysis.dispatch.focal_plane`) chooses the detectors:
+   the manual pattern, an automatic down-selection from the measured cost per detector and the
+   observed cadence, or everything for a guaranteed exposure; a change is announced with the
+   ``focalPlaneMode`` event;
+3. the worker mode decides what happens to older work (ra-algorithms §1 "Worker modes"):
+
+   * ``WAITING``: queued jobs of older images are dropped (each gets its jobResult, aborted
+     with the reason) — only the newest image is worked on;
+   * ``CONSUMING``: older jobs stay queued and run, newest first, when the pool has room;
+   * ``MURDEROUS``: as consuming, but *running* jobs of backlog images (older than the image
+     that was newest until now) are abandoned and put back in the backlog; the work of the
+     newest images is never abandoned;
+
+4. the backlog is bounded: at most ``backlog_max_images`` older images keep queued jobs and no
+   queued job waits longer than ``backlog_max_age``; what falls out is dropped and reported;
+5. when the pool has been idle for ``catchup_idle_seconds``, the detectors that down-selection
+   left out of recent images are processed (trigger ``catchup``, lowest priority), newest image first.
+
+No image is skipped silently: it is processed, deliberately down-selected (``focalPlaneMode``
+and one log line per image), or dropped (a jobResult per job and one log line per image).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from ..data.image_listener import ImageArrival
+from .focal_plane import FocalPlaneSelector, Selection, ThroughputModel, WorkerMode
+from .gather import VisitGather
+from .jobs import Job, JobState, Trigger
+
+__all__ = ["AutonomousSettings", "AutonomousDispatcher", "DispatcherHost", "ImageKind", "CALIBRATION_TYPES"]
+
+#: Image types that get ISR statistics only.
+CALIBRATION_TYPES = frozenset({"BIAS", "DARK", "FLAT", "SFLAT", "DFLAT"})
+#: Priorities: the newest images' jobs first, then backlog put back by murderous mode, then catch-up.
+_REQUEUED_PRIORITY = -1
+_CATCHUP_PRIORITY = -2
+
+
+class ImageKind:
+    """What an image is, for choosing pipelines."""
+
+    SCIENCE = "science"
+    DISPERSED = "dispersed"
+    CALIBRATION = "calibration"
+
+
+@dataclasses.dataclass(frozen=True)
+class AutonomousSettings:
+    """How autonomous processing behaves (the CSC's ``autonomous`` configuration).
+
+    Attributes
+    ----------
+    science_pipelines, dispersed_pipelines, calibration_pipelines : `tuple` [`str`]
+        Pipelines per kind of image; per-detector ones run on the selected detectors.
+    backlog_max_images : `int`
+        Older images that may keep queued jobs.
+    backlog_max_age : `float`
+        Seconds a queued job may wait before it is dropped as stale.
+    catchup_idle_seconds : `float`
+        Idle time after which down-selected detectors are caught up (0: never).
+    catchup_max_images : `int`
+        Recent images whose down-selected detectors are remembered for catch-up.
+    """
+
+    science_pipelines: tuple[str, ...] = ("sfm", "mount_torque")
+    dispersed_pipelines: tuple[str, ...] = ("spectrum_examiner", "mount_torque")
+    calibration_pipelines: tuple[str, ...] = ("image_stats",)
+    backlog_max_images: int = 3
+    backlog_max_age: float = 300.0
+    catchup_idle_seconds: float = 10.0
+    catchup_max_images: int = 20
+
+
+class DispatcherHost(Protocol):
+    """What the dispatcher needs from the CSC."""
+
+    def make_jobs(
+        self, pipeline: str, data_id: dict[str, Any], trigger: Trigger, priority: int
+    ) -> tuple[list[Job], VisitGather | None]: ...
+
+    def submit_jobs(self, jobs: list[Job], visit: VisitGather | None, *, ignore_limit: bool) -> None: ...
+
+    async def image_kind(self, arrival: ImageArrival) -> str: ...
+
+    def publish_selection(self, selection: Selection, n_workers: int) -> None: ...
+
+    async def abort_job(self, job_id: str, reason: str) -> None: ...
+
+    def queued_jobs(self) -> list[Job]: ...
+
+    def running_jobs(self) -> list[Job]: ...
+
+    @property
+    def n_workers(self) -> int: ...
+
+    def is_per_detector(self, pipeline: str) -> bool: ...
+
+
+@dataclasses.dataclass
+class _Image:
+    """What the dispatcher remembers of one image."""
+
+    arrival: ImageArrival
+    rank: int
+    kind: str
+    selection: Selection | None
+    job_ids: set[str] = dataclasses.field(default_factory=set)
+    left_out: set[int] = dataclasses.field(default_factory=set)
+
+
+class AutonomousDispatcher:
+    """Turn image arrivals into jobs; see the module docstring.
+
+    Parameters
+    ----------
+    host : `DispatcherHost`
+        The CSC.
+    selector : `FocalPlaneSelector`
+        Focal-plane mode and per-image selection.
+    settings : `AutonomousSettings`
+        Behaviour.
+    log : `logging.Logger`, optional
+    """
+
+    def __init__(
+        self,
+        host: DispatcherHost,
+        selector: FocalPlaneSelector,
+        settings: AutonomousSettings,
+        log: logging.Logger | None = None,
+    ) -> None:
+        self.host = host
+        self.selector = selector
+        # The selector's model, which its automatic down-selection reads: fed here.
+        self.throughput: ThroughputModel = selector.throughput
+        self._imaging = {d.id for d in selector.instrument.science_detectors}
+        self.settings = settings
+        self.log = log or logging.getLogger(__name__)
+        self.images: collections.OrderedDict[str, _Image] = collections.OrderedDict()
+        self._job_image: dict[str, str] = {}
+        self._rank = 0
+        self._seen: collections.deque[str] = collections.deque(maxlen=1000)
+        self._tasks: set[asyncio.Task] = set()
+        self._housekeeping: asyncio.Task | None = None
+        self._idle_since: float | None = None
+        self._last_selection_key: tuple | None = None
+        self.n_dropped_jobs = 0
+        self.n_images = 0
+
+    # -- life cycle --
+
+    def start(self) -> None:
+        """Start the backlog and catch-up housekeeping."""
+        if self._housekeeping is None or self._housekeeping.done():
+            self._housekeeping = asyncio.create_task(self._housekeeping_loop())
+
+    async def stop(self) -> None:
+        """Stop; images in flight are left to the job manager (which aborts them on stop)."""
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            self._housekeeping = None
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- arrivals --
+
+    def on_arrival(self, arrival: ImageArrival) -> None:
+        """An image was announced (called from the listener, on the loop)."""
+        if arrival.image_name in self._seen:
+            return  # the same image announced twice (endReadout and a file), or a repeat
+        self._seen.append(arrival.image_name)
+        task = asyncio.create_task(self._handle(arrival))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, arrival: ImageArrival) -> None:
+        try:
+            kind = await self.host.image_kind(arrival)
+        except Exception as e:
+            self.log.warning("Image %s dropped: cannot tell what it is (%s)", arrival.image_name, e)
+            return
+        self.throughput.record_arrival(arrival.arrived)
+        self._rank += 1
+        self.n_images += 1
+        self.selector.n_workers = self.host.n_workers
+        selection = self.selector.select(arrival.image_name)
+        image = _Image(arrival, self._rank, kind, selection)
+        self._announce(image)
+        self._make_room(image)
+        pipelines = {
+            ImageKind.SCIENCE: self.settings.science_pipelines,
+            ImageKind.DISPERSED: self.settings.dispersed_pipelines,
+            ImageKind.CALIBRATION: self.settings.calibration_pipelines,
+        }[kind]
+        detectors = sorted(selection.detectors)
+        for pipeline in pipelines:
+            data_id: dict[str, Any] = {"obsid": arrival.image_name}
+            if self.host.is_per_detector(pipeline) or pipeline == "image_stats":
+                for part in [detectors] if self.host.is_per_detector(pipeline) else [[d] for d in detectors]:
+                    self._submit(image, pipeline, {**data_id, "detectors": part}, Trigger.AUTONOMOUS, 0)
+            else:
+                self._submit(image, pipeline, data_id, Trigger.AUTONOMOUS, 0)
+        if kind == ImageKind.SCIENCE:
+            image.left_out = self._imaging - set(selection.detectors)
+        self.images[arrival.image_name] = image
+        while len(self.images) > max(self.settings.catchup_max_images, self.settings.backlog_max_images + 1):
+            old_name, old = self.images.popitem(last=False)
+            for job_id in old.job_ids:
+                self._job_image.pop(job_id, None)
+
+    def _submit(self, image: _Image, pipeline: str, data_id: dict[str, Any], trigger: Trigger, priority: int) -> None:
+        try:
+            jobs, visit = self.host.make_jobs(pipeline, data_id, trigger, priority)
+            if trigger == Trigger.CATCHUP:
+                visit = None  # a few detectors of an image already gathered: no new visit metrics
+            # Autonomous work is never refused for a full queue: the backlog bound drops older work instead.
+            self.host.submit_jobs(jobs, visit, ignore_limit=True)
+        except Exception as e:
+            self.log.warning("Image %s: %s not dispatched: %s", image.arrival.image_name, pipeline, e)
+            return
+        for job in jobs:
+            image.job_ids.add(job.job_id)
+            self._job_image[job.job_id] = image.arrival.image_name
+
+    def _announce(self, image: _Image) -> None:
+        selection = image.selection
+        assert selection is not None
+        key = (selection.pattern, selection.phase, frozenset(selection.detectors), selection.decided_by)
+        if key != self._last_selection_key:
+            self._last_selection_key = key
+            self.host.publish_selection(selection, self.host.n_workers)
+        n_all = len(self._imaging)
+        if len(selection.detectors) < n_all:
+            self.log.info(
+                "%s (%s): %d of %d detectors (%s)",
+                image.arrival.image_name,
+                image.kind,
+                len(selection.detectors),
+                n_all,
+                selection.reason,
+            )
+
+    # -- older work --
+
+    def _make_room(self, image: _Image) -> None:
+        """Apply the worker mode and the backlog bound before the new image's jobs are queued."""
+        mode = self.selector.mode.worker_mode
+        if mode == WorkerMode.WAITING:
+            self._drop_queued(lambda old: True, "a newer image arrived (worker mode WAITING)")
+        elif mode == WorkerMode.MURDEROUS:
+            self._preempt_backlog(image.rank)
+        # The bound: the newest backlog_max_images older images keep their queued jobs.
+        keep = {img.arrival.image_name for img in list(self.images.values())[-self.settings.backlog_max_images :]}
+        self._drop_queued(lambda old: old.arrival.image_name not in keep, "the backlog is full")
+
+    def _image_of(self, job: Job) -> _Image | None:
+        name = self._job_image.get(job.job_id)
+        return self.images.get(name) if name else None
+
+    def _drop_queued(self, which: Callable[[_Image], bool], reason: str) -> None:
+        dropped: dict[str, int] = collections.Counter()
+        for job in self.host.queued_jobs():
+            old = self._image_of(job)
+            if old is None or not which(old):
+                continue
+            dropped[old.arrival.image_name] += 1
+            self._spawn(self.host.abort_job(job.job_id, f"dropped: {reason}"))
+        for name, count in dropped.items():
+            self.n_dropped_jobs += count
+            self.log.warning("Dropped %d queued job(s) of %s: %s", count, name, reason)
+
+    def _preempt_backlog(self, new_rank: int) -> None:
+        """Abandon running jobs of images older than the previous newest one, and requeue them."""
+        for job in self.host.running_jobs():
+            old = self._image_of(job)
+            if old is None or old.rank >= new_rank - 1 or job.trigger == Trigger.CATCHUP:
+                continue
+            self.log.info(
+                "Abandoning backlog job %s of %s for a newer image; requeued", job.job_id, old.arrival.image_name
+            )
+            self._spawn(self._requeue(job, old))
+
+    async def _requeue(self, job: Job, image: _Image) -> None:
+        await self.host.abort_job(job.job_id, "abandoned for a newer image (worker mode MURDEROUS); requeued")
+        data_id: dict[str, Any] = {"obsid": image.arrival.image_name}
+        if job.data_id.detectors:
+            data_id["detectors"] = list(job.data_id.detectors)
+        jobs, _ = self.host.make_jobs(job.pipeline, data_id, job.trigger, _REQUEUED_PRIORITY)
+        for new in jobs:
+            new.config = dict(job.config)
+        self.host.submit_jobs(jobs, None, ignore_limit=True)
+        for new in jobs:
+            image.job_ids.add(new.job_id)
+            self._job_image[new.job_id] = image.arrival.image_name
+
+    def _spawn(self, coroutine: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- results --
+
+    def job_done(self, job: Job) -> None:
+        """A job ended: measured sfm costs feed the throughput model."""
+        if job.pipeline == "sfm" and job.state == JobState.SUCCEEDED and job.duration > 0:
+            self.throughput.record_cost(job.duration)
+
+    # -- housekeeping: stale backlog and catch-up --
+
+    async def _housekeeping_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                self._age_out()
+                self._maybe_catch_up()
+            except Exception:
+                self.log.exception("Autonomous housekeeping failed")
+
+    def _age_out(self) -> None:
+        now = time.monotonic()
+        stale = {
+            name for name, image in self.images.items() if now - image.arrival.arrived > self.settings.backlog_max_age
+        }
+        if stale:
+            self._drop_queued(
+                lambda old: old.arrival.image_name in stale,
+                f"stale (queued over backlog_max_age={self.settings.backlog_max_age:g} s)",
+            )
+
+    def _maybe_catch_up(self) -> None:
+        if self.settings.catchup_idle_seconds <= 0:
+            return
+        busy = self.host.queued_jobs() or self.host.running_jobs()
+        now = time.monotonic()
+        if busy:
+            self._idle_since = None
+            return
+        if self._idle_since is None:
+            self._idle_since = now
+            return
+        if now - self._idle_since < self.settings.catchup_idle_seconds:
+            return
+        for image in reversed(self.images.values()):
+            if not image.left_out:
+                continue
+            # A batch the pool can finish in about a second or two, so that a new image never waits long.
+            batch = sorted(image.left_out)[: max(1, 2 * self.host.n_workers)]
+            image.left_out.difference_update(batch)
+            self.log.info("Catching up %s: %d down-selected detector(s)", image.arrival.image_name, len(batch))
+            for detector in batch:
+                self._submit(
+                    image,
+                    "sfm",
+                    {"obsid": image.arrival.image_name, "detectors": [detector]},
+                    Trigger.CATCHUP,
+                    _CATCHUP_PRIORITY,
+                )
+            self._idle_since = None
+            return
+
+    # -- reporting --
+
+    def backlog(self) -> int:
+        """Queued autonomous jobs of images older than the newest."""
+        newest = next(reversed(self.images), None)
+        return sum(
+            1
+            for job in self.host.queued_jobs()
+            if (img := self._image_of(job)) is not None and img.arrival.image_name != newest
+        )

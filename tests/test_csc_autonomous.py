@@ -1,0 +1,122 @@
+"""Autonomous mode: the CSC hears the camera's endReadout and processes each image by itself.
+
+Real parts: the CSC and the ComCam camera simulator (CCCamera) on DDS, the simulator's stream
+writer putting small raws on disk before endReadout, a LocalCluster, the results database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import unittest
+
+import pytest
+
+from lsst.ts.rapidanalysis.sal import AckError, Remote, SalRetCode, State
+from lsst.ts.rapidanalysis.sal.testutils import BaseCscTestCase
+from lsst.ts.rapidanalysis.sim.camera_sim import CameraSimulator
+from lsst.ts.rapidanalysis.sim.stream import StreamWriter
+from test_csc import STD_TIMEOUT, RapidAnalysisTestMixin
+
+
+class AutonomousCscTestCase(RapidAnalysisTestMixin, BaseCscTestCase, unittest.IsolatedAsyncioTestCase):
+    csc_index = 2  # LSSTComCam: 9 detectors
+
+    async def camera(self) -> tuple[CameraSimulator, Remote]:
+        writer = StreamWriter("LSSTComCam", self.root / "raw", scale=0.2, n_templates=1)
+        camera = CameraSimulator(
+            "LSSTComCam", writer=writer.write_exposure, time_scale=0.1, initial_state=State.ENABLED
+        )
+        await asyncio.wait_for(camera.start_task, STD_TIMEOUT)
+        remote = Remote(camera.salinfo.domain, "CCCamera", include=[])
+        await asyncio.wait_for(remote.start_task, STD_TIMEOUT)
+        return camera, remote
+
+    async def take(self, remote: Remote, exp_time: float = 2.0, n: int = 1) -> None:
+        await remote.cmd_takeImages.set_start(
+            numImages=n, expTime=exp_time, shutter=exp_time > 0, keyValueMap="", timeout=STD_TIMEOUT
+        )
+
+    async def test_images_processed_as_the_focal_plane_mode_says(self) -> None:
+        camera, camera_remote = await self.camera()
+        try:
+            async with self.enabled_csc(warm=True, override="autonomous.yaml"):
+                mode = await self.remote.evt_focalPlaneMode.next(flush=False, timeout=STD_TIMEOUT)
+                assert mode.pattern == "all" and mode.nSelected == 9 and mode.workerMode == 1, mode
+
+                # A science image: sfm on all 9 detectors, gathered.
+                await self.take(camera_remote)
+                gathered = await self.remote.evt_visitGathered.next(flush=False, timeout=90)
+                assert gathered.nExpected == 9 and gathered.nProcessed == 9 and not gathered.partial, gathered
+                results = [await self.next_job_result(timeout=STD_TIMEOUT) for _ in range(9)]
+                assert all(r.trigger == "autonomous" and r.pipeline == "sfm" and r.success for r in results), [
+                    r.errorReport for r in results
+                ]
+                visit = await self.remote.tel_sfmVisitMetrics.next(flush=False, timeout=STD_TIMEOUT)
+                assert visit.imageName == gathered.imageName and visit.nDetectors == 9
+
+                # The checkerboard: 4 of ComCam's 9 at phase 0, announced before the image is processed.
+                self.remote.evt_focalPlaneMode.flush()  # the first image's own announcement
+                await self.remote.cmd_setFocalPlaneMode.set_start(
+                    pattern="ccd_checkerboard",
+                    detectors="",
+                    variation=0,
+                    automatic=False,
+                    workerMode=1,
+                    guaranteedExposures="",
+                    timeout=STD_TIMEOUT,
+                )
+                mode = await self.remote.evt_focalPlaneMode.next(flush=False, timeout=STD_TIMEOUT)
+                assert mode.pattern == "ccd_checkerboard" and mode.nSelected == 4 and mode.decidedBy == "manual"
+                assert sorted(int(d) for d in mode.detectors.split(",")) == [1, 3, 5, 7]
+                self.remote.evt_jobResult.flush()
+                await self.take(camera_remote)
+                gathered = await self.remote.evt_visitGathered.next(flush=False, timeout=90)
+                assert gathered.nExpected == 4 and gathered.nProcessed == 4, gathered
+
+                # A bias: ISR statistics on the selected detectors.
+                self.remote.evt_jobResult.flush()
+                await self.take(camera_remote, exp_time=0.0)
+                stats = []
+                while len(stats) < 4:  # (the checkerboard image's sfm_gather result may come first)
+                    result = await self.next_job_result(timeout=60)
+                    if result.pipeline != "sfm_gather":
+                        stats.append(result)
+                assert {r.pipeline for r in stats} == {"image_stats"} and all(r.success for r in stats), stats
+                assert {json.loads(r.dataId)["detectors"][0] for r in stats} == {1, 3, 5, 7}
+
+                # A bad mode changes nothing and says why.
+                with pytest.raises(AckError) as info:
+                    await self.remote.cmd_setFocalPlaneMode.set_start(
+                        pattern="spiral",
+                        detectors="",
+                        variation=0,
+                        automatic=False,
+                        workerMode=1,
+                        guaranteedExposures="",
+                        timeout=STD_TIMEOUT,
+                    )
+                assert info.value.ackcmd.ack == SalRetCode.CMD_FAILED and "allowed" in info.value.ackcmd.result
+                assert self.csc.selector.mode.pattern == "ccd_checkerboard"
+        finally:
+            await camera_remote.close()
+            await camera.close()
+
+    async def test_waiting_mode_drops_older_images_and_says_so(self) -> None:
+        camera, camera_remote = await self.camera()
+        try:
+            async with self.enabled_csc(warm=True, override="autonomous_waiting.yaml"):
+                await self.remote.evt_focalPlaneMode.next(flush=False, timeout=STD_TIMEOUT)
+                # Four images in quick succession; each job takes 4 s on one of 2 workers.
+                await self.take(camera_remote, exp_time=0.5, n=4)
+                results = [await self.next_job_result(timeout=60) for _ in range(4)]
+                by_image = {r.imageName: r for r in results}
+                assert len(by_image) == 4
+                dropped = [r for r in results if not r.success]
+                assert dropped, "no job was dropped"
+                assert all(r.exitCode == 255 and "dropped: a newer image arrived" in r.errorReport for r in dropped)
+                newest = max(by_image)
+                assert by_image[newest].success  # the newest image is always worked on
+        finally:
+            await camera_remote.close()
+            await camera.close()
