@@ -120,3 +120,55 @@ class AutonomousCscTestCase(RapidAnalysisTestMixin, BaseCscTestCase, unittest.Is
         finally:
             await camera_remote.close()
             await camera.close()
+
+    async def test_murderous_mode_abandons_backlog_work_and_bounds_the_backlog(self) -> None:
+        camera, camera_remote = await self.camera()
+        try:
+            async with self.enabled_csc(warm=True, override="autonomous_murderous.yaml"):
+                await self.remote.evt_focalPlaneMode.next(flush=False, timeout=STD_TIMEOUT)
+                # Five images in quick succession; each job takes 4 s and 2 run at once.
+                await self.take(camera_remote, exp_time=0.5, n=5)
+                results = []
+                deadline = asyncio.get_running_loop().time() + 90
+                while asyncio.get_running_loop().time() < deadline:
+                    try:
+                        results.append(await self.next_job_result(timeout=8))
+                    except TimeoutError:
+                        break  # nothing more for 8 s: everything has ended
+                reasons = [r.errorReport for r in results if not r.success]
+                abandoned = [r for r in results if "abandoned for a newer image" in r.errorReport]
+                dropped = [r for r in results if "dropped: the backlog is full" in r.errorReport]
+                assert abandoned, reasons
+                assert dropped, reasons
+                # The newest image's job is never abandoned, and it succeeds.
+                newest = max(r.imageName for r in results)
+                assert any(r.imageName == newest and r.success for r in results)
+                assert not any(r.imageName == newest and not r.success for r in results)
+                # An abandoned job is put back: the same image succeeds later, unless the backlog
+                # bound dropped it meanwhile (then its requeued job says so).
+                for job in abandoned:
+                    later = [r for r in results if r.imageName == job.imageName and r.jobId != job.jobId]
+                    assert later, f"{job.imageName} was abandoned and never requeued"
+        finally:
+            await camera_remote.close()
+            await camera.close()
+
+    async def test_down_selected_detectors_are_caught_up_when_idle(self) -> None:
+        camera, camera_remote = await self.camera()
+        try:
+            async with self.enabled_csc(warm=True, override="autonomous_catchup.yaml"):
+                await self.take(camera_remote)
+                gathered = await self.remote.evt_visitGathered.next(flush=False, timeout=90)
+                assert gathered.nExpected == 4, gathered
+                # Then, the pool idle, the other 5 detectors of that image come, as catch-up.
+                catchup = []
+                deadline = asyncio.get_running_loop().time() + 90
+                while len(catchup) < 5 and asyncio.get_running_loop().time() < deadline:
+                    result = await self.next_job_result(timeout=60)
+                    if result.trigger == "catchup":
+                        assert result.success and result.imageName == gathered.imageName, result
+                        catchup.append(json.loads(result.dataId)["detectors"][0])
+                assert sorted(catchup) == [0, 2, 4, 6, 8]
+        finally:
+            await camera_remote.close()
+            await camera.close()
