@@ -1,4 +1,4 @@
-"""``rapid_analysis demo`` end to end: simulators, the CSC in its own process, an observing sequence."""
+"""``rapid_analysis demo`` end to end: simulators, the CSC in its own process (autonomous), an observing sequence."""
 
 from __future__ import annotations
 
@@ -34,7 +34,10 @@ def test_demo_runs_end_to_end(tmp_path: pathlib.Path) -> None:
     out = completed.stdout
     assert "RapidAnalysis ENABLED: 2 workers" in out, out
     assert "BIAS" in out and "OBJECT" in out, out
-    assert out.count("image_stats on 1 detectors: ok") == 2, out
+    # Autonomous: the CSC processed both images by itself.
+    assert "image_stats on 1 detectors: ok" in out, out
+    assert "sfm on 1 detectors + gather + mount_torque: ok" in out, out
+    assert "FWHM" in out and "mount az/el RMS" in out, out
     assert "Results database:" in out, out
 
     # What the summary points at exists: the raws the camera wrote, the plots, the database rows.
@@ -42,7 +45,10 @@ def test_demo_runs_end_to_end(tmp_path: pathlib.Path) -> None:
     assert len(raws) == 2, raws
     with open_results(workdir / "products" / "results.sqlite3") as db:
         jobs = db.jobs()
-        assert len(jobs) == 2 and set(jobs["state"]) == {"succeeded"}, jobs
+        assert set(jobs["state"]) == {"succeeded"}, jobs
+        assert sorted(jobs["pipeline"]) == ["image_stats", "mount_torque", "sfm", "sfm_gather"], jobs
+        assert set(jobs["trigger"]) == {"autonomous"}, jobs
         assert set(jobs["image_name"]) == {raw.name.removesuffix("_RXX_S00.fits") for raw in raws}
         products = db.products()
-        assert len(products) == 2 and all(pathlib.Path(p).exists() for p in products["path"]), products
+        # The bias histogram, the focal-plane map, the mosaic and the mount plot.
+        assert len(products) == 4 and all(pathlib.Path(p).exists() for p in products["path"]), products

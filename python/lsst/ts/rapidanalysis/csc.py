@@ -25,7 +25,7 @@ from .data.camera import Instrument, get_instrument
 from .data.data_id import DataIdError, parse_data_id
 from .data.image_listener import ImageArrival, ImageListener
 from .data.mount_listener import MountListener
-from .data.mount_telemetry import MountTelemetryBuffer
+from .data.mount_telemetry import MountTelemetryBuffer, write_telemetry_file
 from .data.raw_store import MissingRawError, RawStore
 from .dispatch.autonomous import CALIBRATION_TYPES, AutonomousDispatcher, AutonomousSettings, ImageKind
 from .dispatch.focal_plane import FocalPlaneSelector, Selection
@@ -634,10 +634,13 @@ class RapidAnalysisCsc(ConfigurableCsc):
                 window.end + margin - self.mount_listener.covered_until(),
             )
         path = pathlib.Path(self._output_dir_for(job)) / "mount_telemetry.ecsv"
+        # The window is taken here, on the event loop, where DDS callbacks append to the buffer:
+        # reading it from the writer thread raced with them ("deque mutated during iteration").
+        tables = self.mount_buffer.window_tables(window.begin, window.end, margin)
 
         def write() -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.mount_buffer.write(path, window.begin, window.end, margin)
+            write_telemetry_file(path, tables)
 
         await loop.run_in_executor(None, write)
         return [str(raw), str(path)]

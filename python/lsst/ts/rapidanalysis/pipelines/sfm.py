@@ -499,8 +499,11 @@ class SfmPipeline(Pipeline):
         if not rows:
             raise PipelineError("; ".join(errors + skipped) or "nothing measured", exit_code=3)
         image_name = sorted(image_names)[0] if len(image_names) == 1 else ""
+        # One detector: its metrics are the job's too (the detector id is the row's key, not a metric).
         job_metrics = (
-            {k: v for k, v in rows[0].items() if isinstance(v, int | float) or v is None} if len(rows) == 1 else {}
+            {k: v for k, v in rows[0].items() if k != "detector" and (isinstance(v, int | float) or v is None)}
+            if len(rows) == 1
+            else {}
         )
         return PipelineResult(
             image_name=image_name,

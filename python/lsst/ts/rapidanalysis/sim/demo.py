@@ -2,9 +2,11 @@
 
 It starts a camera simulator (a CSC on DDS that writes raws in the camera's own format), the
 mount telemetry simulator, and the Rapid Analysis CSC in its own process with its own Dask
-pool; then it observes as a ScriptQueue script would — take images, ``processData`` on each,
-await ``jobResult`` — and prints a summary table with where the products and the results
-database are.
+pool, in autonomous mode; then it observes as a ScriptQueue script would — a bias and science
+images — while Rapid Analysis processes each image by itself as the camera reads it out
+(``image_stats`` on the bias; ``sfm`` on every detector, gathered into visit metrics, and
+``mount_torque`` on the science images). It prints what came back per image and where the
+products and the results database are.
 """
 
 from __future__ import annotations
@@ -39,7 +41,15 @@ gather_timeout: 5.0
 regather_timeout: 45.0
 mount_buffer_seconds: 600.0
 mount_telemetry_wait: 5.0
-autonomous: {{enabled: false}}
+autonomous:
+  enabled: true
+  pattern: all
+  automatic: false
+  worker_mode: 1
+  science_pipelines: [sfm, mount_torque]
+  dispersed_pipelines: [spectrum_examiner, mount_torque]
+  calibration_pipelines: [image_stats]
+  catchup_idle_seconds: 0
 pipelines: {{}}
 database_url: ""
 output_root: {products}
@@ -56,6 +66,8 @@ class DemoObservation:
         self.exp_time = exp_time
         self.n_jobs = 0
         self.n_ok = 0
+        self.visit: dict[str, float] = {}
+        self.mount: dict[str, float] = {}
         self.success = False
         self.duration = 0.0
         self.latency = 0.0
@@ -69,35 +81,38 @@ class DemoObservation:
         return sum(values) / len(values) if values else None
 
 
-async def _process_per_detector(ra: Remote, observation: DemoObservation, detectors: list[int]) -> None:
-    """As Rapid Analysis does: one job per detector, newest image first, then gather the results."""
-    t0 = time.monotonic()
-    job_ids = set()
-    for detector in detectors:
-        ack = await ra.cmd_processData.set_start(
-            dataId=json.dumps({"obsid": observation.obsid, "detectors": [detector]}),
-            pipeline="image_stats",
-            config="{}",
-            timeout=30,
-        )
-        job_ids.add(json.loads(ack.result)["jobId"])
-    observation.n_jobs = len(job_ids)
+async def _collect(ra: Remote, observation: DemoObservation, n_detectors: int, t_readout: float) -> None:
+    """Wait for everything Rapid Analysis does with one image by itself, and note what it measured.
+
+    Science: ``sfm`` on each detector, its gather (``sfm_gather``) and ``mount_torque``;
+    a bias: ``image_stats`` on each detector.
+    """
+    expected = n_detectors if observation.img_type == "BIAS" else n_detectors + 2
+    observation.n_jobs = expected
     errors = []
-    while job_ids:
-        result = await ra.evt_jobResult.next(flush=False, timeout=300)
-        if result.jobId not in job_ids:
+    seen = 0
+    deadline = time.monotonic() + 300
+    while seen < expected:
+        result = await ra.evt_jobResult.next(flush=False, timeout=max(1.0, deadline - time.monotonic()))
+        if result.imageName != observation.obsid:
             continue
-        job_ids.discard(result.jobId)
+        seen += 1
         observation.duration += result.duration
         if not result.success:
-            errors.append(result.errorReport)
+            errors.append(f"{result.pipeline}: {result.errorReport}")
             continue
         observation.n_ok += 1
         details = json.loads(result.result)
-        for key, value in details.get("metrics", {}).items():
-            observation.metrics.setdefault(key, []).append(value)
+        metrics = details.get("metrics", {})
+        if result.pipeline == "sfm_gather":
+            observation.visit = metrics
+        elif result.pipeline == "mount_torque":
+            observation.mount = metrics
+        else:
+            for key, value in metrics.items():
+                observation.metrics.setdefault(key, []).append(value)
         observation.products += details.get("products", [])
-    observation.latency = time.monotonic() - t0
+    observation.latency = time.monotonic() - t_readout
     observation.success = observation.n_ok == observation.n_jobs
     observation.error = "; ".join(errors[:2])
 
@@ -192,7 +207,10 @@ async def run_demo(args: argparse.Namespace) -> int:
             )
             await _await_state(ra, State.ENABLED, timeout=120)
             pool = await ra.evt_workerPool.aget(timeout=30)
-            _say(f"3. RapidAnalysis ENABLED: {pool.nWorkers} workers, scheduler {pool.schedulerAddress}")
+            _say(
+                f"3. RapidAnalysis ENABLED: {pool.nWorkers} workers, scheduler {pool.schedulerAddress}; "
+                "autonomous: it processes each image as the camera reads it out"
+            )
 
             plan = [("BIAS", 0.0)] + [("OBJECT", args.exp_time)] * args.images
             for img_type, exp_time in plan:
@@ -207,12 +225,18 @@ async def run_demo(args: argparse.Namespace) -> int:
                     timeout=60 + exp_time,
                 )
                 end = await cam.evt_endReadout.next(flush=False, timeout=30)
+                t_readout = time.monotonic()
                 observation = DemoObservation(end.imageName, img_type, exp_time)
                 observations.append(observation)
-                await _process_per_detector(ra, observation, [d.id for d in instrument.science_detectors])
+                await _collect(ra, observation, len(instrument.science_detectors), t_readout)
                 status = "ok" if observation.success else f"FAILED: {observation.error}"
+                what = (
+                    f"image_stats on {len(instrument.science_detectors)} detectors"
+                    if img_type == "BIAS"
+                    else f"sfm on {len(instrument.science_detectors)} detectors + gather + mount_torque"
+                )
                 _say(
-                    f"   {end.imageName} {img_type:6s} → image_stats on {observation.n_jobs} detectors: {status} "
+                    f"   {end.imageName} {img_type:6s} → {what}: {status} "
                     f"({observation.latency:.1f} s from endReadout to the last jobResult)"
                 )
 
@@ -232,26 +256,33 @@ async def run_demo(args: argparse.Namespace) -> int:
 
 
 def _print_summary(observations: list[DemoObservation], products: pathlib.Path) -> None:
-    _say("\nSummary (means over detectors)")
+    _say("\nSummary (bias: means over detectors; science: visit medians, mount errors)")
     header = (
-        f"{'image':22s} {'type':6s} {'exp s':>5s} {'jobs ok':>7s} {'cpu s':>6s} {'wall s':>6s} "
-        f"{'overscan adu':>12s} {'read noise adu':>14s} {'sky/median adu':>14s}"
+        f"{'image':22s} {'type':6s} {'exp s':>5s} {'jobs ok':>7s} {'wall s':>6s}  {'what Rapid Analysis measured':s}"
     )
     _say(header)
-    _say("-" * len(header))
+    _say("-" * 110)
 
-    def fmt(value: float | None) -> str:
-        return f"{value:.2f}" if value is not None else "—"
+    def fmt(value: float | None, digits: int = 2) -> str:
+        return f"{value:.{digits}f}" if isinstance(value, int | float) else "—"
 
     for o in observations:
+        if o.img_type == "BIAS":
+            measured = f"overscan {fmt(o.mean('overscanLevel'), 1)} adu, read noise {fmt(o.mean('meanReadNoise'))} adu"
+        else:
+            v, m = o.visit, o.mount
+            measured = (
+                f'FWHM {fmt(v.get("psfFwhmMedian"))}" ({fmt(v.get("psfFwhmMin"))}-{fmt(v.get("psfFwhmMax"))}), '
+                f"ZP {fmt(v.get('zeroPointMedian'))}, sky {fmt(v.get('skyBgMedian'), 0)} e-, "
+                f"{v.get('nPsfStarTotal', '—')} PSF stars; mount az/el RMS {fmt(m.get('azRms'), 3)}/"
+                f'{fmt(m.get("elRms"), 3)}", image impact {fmt(m.get("imageImpactRms"), 3)}"'
+            )
         _say(
-            f"{o.obsid:22s} {o.img_type:6s} {o.exp_time:5.1f} {f'{o.n_ok}/{o.n_jobs}':>7s} {o.duration:6.1f} "
-            f"{o.latency:6.1f} {fmt(o.mean('overscanLevel')):>12s} {fmt(o.mean('meanReadNoise')):>14s} "
-            f"{fmt(o.mean('medianLevel')):>14s}"
+            f"{o.obsid:22s} {o.img_type:6s} {o.exp_time:5.1f} {f'{o.n_ok}/{o.n_jobs}':>7s} {o.latency:6.1f}  {measured}"
         )
     plots = sorted({p for o in observations for p in o.products})
     _say(f"\nProducts: {len(plots)} plots under {products}, e.g.")
-    for path in plots[:3]:
+    for path in plots[:4]:
         _say(f"  {path}")
     database = products / "results.sqlite3"
     _say(f"Results database: {database}")
