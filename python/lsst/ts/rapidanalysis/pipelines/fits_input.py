@@ -17,7 +17,17 @@ from astropy.io import fits
 from ..data.camera import Instrument, get_instrument
 from .base import PipelineError
 
-__all__ = ["open_fits", "read_data", "release", "is_image", "instrument_of", "identify_detector", "CAM_CODES"]
+__all__ = [
+    "AmpError",
+    "CAM_CODES",
+    "amp_pixels",
+    "identify_detector",
+    "instrument_of",
+    "is_image",
+    "open_fits",
+    "read_data",
+    "release",
+]
 
 #: Instrument by camera code (``CAMCODE``, the first two letters of an obsid).
 CAM_CODES = {"AT": "LATISS", "CC": "LSSTComCam", "MC": "LSSTCam"}
@@ -51,6 +61,21 @@ def read_data(hdu: Any) -> np.ndarray | None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return hdu.data
+
+
+class AmpError(Exception):
+    """One amplifier cannot be used (flagged by the caller; its pixels are left out)."""
+
+
+def amp_pixels(hdu: Any) -> np.ndarray:
+    """An amplifier HDU's 2-D pixels; `AmpError` saying why if they cannot be read."""
+    try:
+        pixels = read_data(hdu)
+    except Exception as e:
+        raise AmpError(f"cannot read the pixels ({type(e).__name__}: {e})") from None
+    if pixels is None or pixels.ndim != 2:
+        raise AmpError("has no 2-D pixel data")
+    return pixels
 
 
 def release(hdu: Any) -> None:

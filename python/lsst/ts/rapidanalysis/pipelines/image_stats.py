@@ -29,7 +29,7 @@ import pydantic
 from astropy.io import fits
 
 from .base import Pipeline, PipelineConfig, PipelineContext, PipelineError, PipelineResult, Product, safe_file_name
-from .fits_input import identify_detector, is_image, open_fits, read_data, release
+from .fits_input import AmpError, amp_pixels, identify_detector, is_image, open_fits, read_data, release
 
 __all__ = [
     "ImageStatsConfig",
@@ -449,7 +449,7 @@ def _measure_raw(
             continue
         try:
             row, data = _measure_amp(hdu, primary, config, noise_factor, result.flags, amp_name)
-        except _AmpError as e:
+        except AmpError as e:
             result.flags.append(f"amp {amp_name}: {e}")
             row, data = _nan_row(), None
         finally:
@@ -466,10 +466,6 @@ def _measure_raw(
         result.histogram = _histogram(amps, config, quantum=0.5 if integer else None)
 
 
-class _AmpError(Exception):
-    """One amp cannot be measured (reported as a flag, the amp's values NaN)."""
-
-
 def _measure_amp(
     hdu: Any,
     primary: fits.Header,
@@ -479,16 +475,11 @@ def _measure_amp(
     amp_name: str,
 ) -> tuple[dict[str, float], np.ndarray]:
     """Statistics of one amp; also its overscan-corrected data section (float32)."""
-    try:
-        pixels = read_data(hdu)
-    except Exception as e:
-        raise _AmpError(f"cannot read the pixels ({type(e).__name__}: {e})") from None
-    if pixels is None or pixels.ndim != 2:
-        raise _AmpError("has no 2-D pixel data")
+    pixels = amp_pixels(hdu)
     try:
         rows, cols = parse_section(hdu.header["DATASEC"], pixels.shape)
     except ValueError as e:
-        raise _AmpError(str(e)) from None
+        raise AmpError(str(e)) from None
     is_int = pixels.dtype.kind in "iu"
     data_raw = pixels[rows, cols]
     overscan = pixels[rows, cols.stop + config.overscan_skip : pixels.shape[1] - config.overscan_skip]
@@ -502,7 +493,7 @@ def _measure_amp(
                 row_level = np.nanmedian(overscan, axis=1)
             good_rows = np.isfinite(row_level)
             if not good_rows.any():
-                raise _AmpError("serial overscan has no finite pixels")
+                raise AmpError("serial overscan has no finite pixels")
             if not good_rows.all():
                 flags.append(f"amp {amp_name}: {np.count_nonzero(~good_rows)} overscan rows with no finite pixels")
                 row_level = np.where(good_rows, row_level, np.median(row_level[good_rows]))
@@ -522,7 +513,7 @@ def _measure_amp(
     data -= row_level.astype(np.float32)[:, None]
     finite = data if is_int else data[np.isfinite(data)]
     if finite.size == 0:
-        raise _AmpError("data section has no finite pixels")
+        raise AmpError("data section has no finite pixels")
     stats = clipped_stats(finite, config.n_sigma_clip, config.n_clip_iter)
     saturation = _saturation(config, hdu.header, primary)
     out.update(

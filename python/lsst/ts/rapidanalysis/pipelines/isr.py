@@ -37,7 +37,7 @@ from astropy.io import fits
 from ..data.amp_geometry import DEFAULT_SATURATION, amp_names, get_geometry, parse_section, section_box
 from ..data.camera import Instrument
 from .base import PipelineContext, PipelineError
-from .fits_input import identify_detector, instrument_of, is_image, open_fits, read_data, release
+from .fits_input import AmpError, amp_pixels, identify_detector, instrument_of, is_image, open_fits, read_data, release
 from .image_stats import clipped_stats, clipped_std_bias
 
 __all__ = ["IsrSettings", "IsrImage", "run_isr", "read_calibrated_image", "load_image", "SAT", "NO_DATA"]
@@ -202,11 +202,11 @@ def run_isr(
         flip = (slice(None, None, -1 if detsec.flip_y else 1), slice(None, None, -1 if detsec.flip_x else 1))
         try:
             if box.y1 > shape[0] or box.x1 > shape[1]:
-                raise _AmpError(f"DETSEC {hdu.header['DETSEC']} is outside the {shape[1]}x{shape[0]} detector")
+                raise AmpError(f"DETSEC {hdu.header['DETSEC']} is outside the {shape[1]}x{shape[0]} detector")
             noise, gain = _isr_amp(
                 hdu, primary, settings, default_gain, image[box.slices][flip], mask[box.slices][flip]
             )
-        except _AmpError as e:
+        except AmpError as e:
             result.flags.append(f"amp {name}: {e}")
             continue
         finally:
@@ -233,10 +233,6 @@ def run_isr(
     result.steps += ["gain", "assembly"]
     _apply_calibrations(result, settings)
     return result
-
-
-class _AmpError(Exception):
-    """One amp cannot be processed: flagged, its pixels NaN."""
 
 
 def _default_gain(physical_type: str) -> float:
@@ -291,19 +287,14 @@ def _isr_amp(
     Also sets `SAT` in ``out_mask``. Returns the read noise (e-, from the serial overscan) and the
     gain used.
     """
-    try:
-        pixels = read_data(hdu)
-    except Exception as e:
-        raise _AmpError(f"cannot read the pixels ({type(e).__name__}: {e})") from None
-    if pixels is None or pixels.ndim != 2:
-        raise _AmpError("has no 2-D pixel data")
+    pixels = amp_pixels(hdu)
     header = hdu.header
     try:
         data_box = section_box(header["DATASEC"], pixels.shape)
     except ValueError as e:
-        raise _AmpError(str(e)) from None
+        raise AmpError(str(e)) from None
     if data_box.shape != out.shape:
-        raise _AmpError(f"DATASEC {header['DATASEC']} and DETSEC {header['DETSEC']} differ in size")
+        raise AmpError(f"DATASEC {header['DATASEC']} and DETSEC {header['DETSEC']} differ in size")
     is_float = pixels.dtype.kind == "f"
     skip = settings.overscan_skip
     rows, cols = data_box.slices
@@ -311,14 +302,14 @@ def _isr_amp(
     # Serial overscan: a level per row, for the data rows and the parallel-overscan rows alike.
     serial = pixels[:, cols.stop + skip : pixels.shape[1] - skip]
     if serial.shape[1] < 2:
-        raise _AmpError(f"serial overscan right of DATASEC {header['DATASEC']} is too narrow to use")
+        raise AmpError(f"serial overscan right of DATASEC {header['DATASEC']} is too narrow to use")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows are handled below
         row_level = (np.nanmedian(serial, axis=1) if is_float else np.median(serial, axis=1)).astype(np.float32)
     if not np.isfinite(row_level).all():
         good = np.isfinite(row_level)
         if not good.any():
-            raise _AmpError("serial overscan has no finite pixels")
+            raise AmpError("serial overscan has no finite pixels")
         row_level = np.where(good, row_level, np.median(row_level[good])).astype(np.float32)
     # Every 4th row is plenty for a noise estimate (~20k pixels). A 3σ-clipped standard deviation
     # (robust to cosmic rays in the overscan, corrected for the clipping) rather than the IQR,
