@@ -141,7 +141,14 @@ class JobManager:
             self._dispatch_task.cancel()
             self._dispatch_task = None
         for job in list(self._queued) + [self.jobs[j] for j in list(self._running)]:
-            await self.abort(job.job_id, reason=f"aborted: {reason}")
+            if job.done:
+                continue
+            try:
+                await self.abort(job.job_id, reason=f"aborted: {reason}")
+            except (KeyError, ValueError):
+                # It ended while earlier ones were being aborted (each abort awaits): nothing to do,
+                # and it must not fail the standby that is stopping us.
+                pass
         if self._running:
             await asyncio.wait(list(self._running.values()), timeout=10)
         # The pool goes away with us; aborted jobs still running on an external cluster keep their flags.

@@ -1,0 +1,71 @@
+"""JobManager on a real LocalCluster: stopping while jobs end on their own."""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+
+from lsst.ts.rapidanalysis.data.camera import get_instrument
+from lsst.ts.rapidanalysis.data.data_id import parse_data_id
+from lsst.ts.rapidanalysis.dispatch.job_manager import JobManager
+from lsst.ts.rapidanalysis.dispatch.jobs import Job, JobState, Trigger, new_job_id
+from lsst.ts.rapidanalysis.dispatch.pool import WorkerPool
+from lsst.ts.rapidanalysis.sal import current_tai
+
+
+async def test_stop_while_running_jobs_end_meanwhile(tmp_path: pathlib.Path) -> None:
+    """Each queued job's abort awaits its (slow) publication; the running jobs end during it.
+
+    Before the fix, stop() then tried to abort a job that had just succeeded and raised
+    "already ended", which failed the CSC's standby command.
+    """
+    pool = WorkerPool(scheduler_address="", n_workers=2, threads_per_worker=1, memory_limit="1GB")
+    await pool.start()
+    ended: list[Job] = []
+
+    async def published(job: Job) -> None:
+        ended.append(job)
+        await asyncio.sleep(0.4)  # the CSC's database writes and events take time under load
+
+    async def no_inputs(job: Job) -> list[str]:
+        return []
+
+    manager = JobManager(
+        pool=pool,
+        max_queue_length=10,
+        resolve_inputs=no_inputs,
+        on_job_done=published,
+        output_dir_for=lambda job: str(tmp_path / job.job_id),
+        simulation_mode=True,
+    )
+    manager.start()
+    data_id = parse_data_id('{"obsid": "AT_O_20251115_000001"}', get_instrument("LATISS"))
+    jobs = [
+        Job(
+            job_id=new_job_id(),
+            pipeline="test.sleep",
+            data_id=data_id,
+            config={"duration": 0.6, "check_interval": 0.05},
+            trigger=Trigger.COMMAND,
+            time_limit=30,
+            submit_time=current_tai(),
+        )
+        for _ in range(4)
+    ]
+    try:
+        for job in jobs:
+            manager.submit(job)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while manager.n_running < 2:  # the first start imports the pipeline code in the workers
+            assert loop.time() < deadline, "jobs never started"
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+        # Two queued aborts take 0.8 s of publication: the two running jobs (0.6 s) end meanwhile.
+        await asyncio.wait_for(manager.stop("test stop"), 60)
+        assert all(job.done for job in jobs)
+        assert sorted(j.job_id for j in ended) == sorted(j.job_id for j in jobs)  # each ended once
+        states = {job.state for job in jobs}
+        assert JobState.ABORTED in states and JobState.SUCCEEDED in states, states
+    finally:
+        await pool.close()
