@@ -280,6 +280,11 @@ def _print_summary(observations: list[DemoObservation], products: pathlib.Path) 
         _say(
             f"{o.obsid:22s} {o.img_type:6s} {o.exp_time:5.1f} {f'{o.n_ok}/{o.n_jobs}':>7s} {o.latency:6.1f}  {measured}"
         )
+    if any(o.img_type != "BIAS" and not isinstance(o.visit.get("zeroPointMedian"), int | float) for o in observations):
+        _say(
+            "(ZP —: the demo camera writes its frames from a few pre-rendered templates whose stars are not where\n"
+            " each frame's header WCS puts them (sim.stream), so there is no reference catalog to match.)"
+        )
     plots = sorted({p for o in observations for p in o.products})
     _say(f"\nProducts: {len(plots)} plots under {products}, e.g.")
     for path in plots[:4]:
