@@ -172,3 +172,19 @@ class AutonomousCscTestCase(RapidAnalysisTestMixin, BaseCscTestCase, unittest.Is
         finally:
             await camera_remote.close()
             await camera.close()
+
+    async def test_stale_backlog_ages_out(self) -> None:
+        camera, camera_remote = await self.camera()
+        try:
+            async with self.enabled_csc(warm=True, override="autonomous_stale.yaml"):
+                await self.remote.evt_focalPlaneMode.next(flush=False, timeout=STD_TIMEOUT)
+                # Four images: two 8 s jobs run, the two others wait past backlog_max_age (3 s).
+                await self.take(camera_remote, exp_time=0.5, n=4)
+                results = [await self.next_job_result(timeout=60) for _ in range(4)]
+                stale = [r for r in results if "stale" in r.errorReport]
+                assert len(stale) == 2, [r.errorReport for r in results]
+                assert all(r.exitCode == 255 and not r.success for r in stale)
+                assert sum(r.success for r in results) == 2
+        finally:
+            await camera_remote.close()
+            await camera.close()
