@@ -69,3 +69,51 @@ async def test_stop_while_running_jobs_end_meanwhile(tmp_path: pathlib.Path) -> 
         assert JobState.ABORTED in states and JobState.SUCCEEDED in states, states
     finally:
         await pool.close()
+
+
+async def test_slot_freed_before_publication(tmp_path: pathlib.Path) -> None:
+    """A finished job's slow publication (database, events) must not keep the next job off the worker."""
+    pool = WorkerPool(scheduler_address="", n_workers=1, threads_per_worker=1, memory_limit="1GB")
+    await pool.start()
+    started_during_publication: list[bool] = []
+
+    async def published(job: Job) -> None:
+        if job is jobs[1]:  # newest first: the second job submitted runs first
+            await asyncio.sleep(3.0)
+            started_during_publication.append(jobs[0].state != JobState.QUEUED)
+
+    async def no_inputs(job: Job) -> list[str]:
+        return []
+
+    manager = JobManager(
+        pool=pool,
+        max_queue_length=10,
+        resolve_inputs=no_inputs,
+        on_job_done=published,
+        output_dir_for=lambda job: str(tmp_path / job.job_id),
+        simulation_mode=True,
+    )
+    data_id = parse_data_id('{"obsid": "AT_O_20251115_000001"}', get_instrument("LATISS"))
+    jobs = [
+        Job(
+            job_id=new_job_id(),
+            pipeline="test.sleep",
+            data_id=data_id,
+            config={"duration": 0.2},
+            trigger=Trigger.COMMAND,
+            time_limit=30,
+            submit_time=current_tai(),
+        )
+        for _ in range(2)
+    ]
+    try:
+        for job in jobs:
+            manager.submit(job)
+        manager.start()
+        await asyncio.wait_for(asyncio.gather(*(manager.wait_done(job.job_id) for job in jobs)), 60)
+        assert [job.state for job in jobs] == [JobState.SUCCEEDED, JobState.SUCCEEDED]
+        # The second job ran while the first one's results were still being published.
+        assert started_during_publication == [True]
+        await manager.stop("test done")
+    finally:
+        await pool.close()

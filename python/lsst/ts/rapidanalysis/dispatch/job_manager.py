@@ -80,6 +80,9 @@ class JobManager:
         self._queued: list[Job] = []
         self._ready: set[str] = set()
         self._running: dict[str, asyncio.Task] = {}
+        # Every _run task, including those whose job has ended and is being published (which no
+        # longer hold a slot): stop() waits for them all.
+        self._run_tasks: set[asyncio.Task] = set()
         self._input_tasks: dict[str, asyncio.Task] = {}
         self._futures: dict[str, Any] = {}
         self._done_futures: dict[str, asyncio.Future] = {}
@@ -149,8 +152,8 @@ class JobManager:
                 # It ended while earlier ones were being aborted (each abort awaits): nothing to do,
                 # and it must not fail the standby that is stopping us.
                 pass
-        if self._running:
-            await asyncio.wait(list(self._running.values()), timeout=10)
+        if self._run_tasks:
+            await asyncio.wait(list(self._run_tasks), timeout=10)
         # The pool goes away with us; aborted jobs still running on an external cluster keep their flags.
         for task in list(self._clear_tasks):
             task.cancel()
@@ -247,7 +250,10 @@ class JobManager:
                     break
                 job = min(ready, key=lambda j: j.queue_key)
                 self._remove_queued(job)
-                self._running[job.job_id] = asyncio.create_task(self._run(job))
+                task = asyncio.create_task(self._run(job))
+                self._running[job.job_id] = task
+                self._run_tasks.add(task)
+                task.add_done_callback(self._run_tasks.discard)
 
     async def _signal_abort(self, job_id: str) -> None:
         client = self.pool.client
@@ -337,7 +343,11 @@ class JobManager:
             elif waiter is not None and not waiter.cancelled():
                 waiter.exception()  # seen (a timed-out job's FutureCancelledError), so asyncio does not log it
             self._futures.pop(job.job_id, None)
-            self._running.pop(job.job_id, None)
+            self._free_slot(job.job_id)
+
+    def _free_slot(self, job_id: str) -> None:
+        """The job no longer holds a worker slot: let the next queued job run."""
+        if self._running.pop(job_id, None) is not None:
             self._wake.set()
 
     async def _finish(
@@ -355,6 +365,9 @@ class JobManager:
             self.n_failed += 1
         if state in (JobState.ABORTED, JobState.TIMED_OUT):
             self._clear_abort_later(job.job_id)
+        # The slot is freed before the (possibly slow) publication: a worker must not idle while
+        # the results of the job it finished wait their turn for the database.
+        self._free_slot(job.job_id)
         try:
             await self.on_job_done(job)
         except Exception:
