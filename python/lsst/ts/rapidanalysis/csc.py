@@ -4,9 +4,9 @@ telemetry, database rows and product files."""
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
 import enum
+import functools
 import hashlib
 import json
 import logging
@@ -37,6 +37,7 @@ from .pipelines.base import PipelineError
 from .pipelines.mount_torque import read_exposure_window
 from .pipelines.registry import PipelineRegistry
 from .results.database import ResultsDatabase
+from .results.writer import ResultsWriter
 from .sal import ConfigurableCsc, ExpectedError, SalRetCode, State, current_tai
 
 __all__ = ["RapidAnalysisCsc", "ErrorCode", "CONFIG_SCHEMA", "run_rapid_analysis"]
@@ -103,7 +104,8 @@ class RapidAnalysisCsc(ConfigurableCsc):
         self.config: types.SimpleNamespace | None = None
         self.pool: WorkerPool | None = None
         self.job_manager: JobManager | None = None
-        self.results: ResultsDatabase | None = None
+        # The results database, written through one thread in order (a job's rows: queued, then final).
+        self.results: ResultsWriter | None = None
         self.raw_store: RawStore | None = None
         self.gatherer: Gatherer | None = None
         self.mount_buffer: MountTelemetryBuffer | None = None
@@ -116,8 +118,6 @@ class RapidAnalysisCsc(ConfigurableCsc):
         self._mode_configured = False
         self._status_task: asyncio.Task | None = None
         self._sync_busy_job: str | None = None
-        # One writer thread: a job's rows are written in the order the CSC asks (queued, then final).
-        self._db_executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="results-db")
         self._pool_event_key: tuple | None = None
         super().__init__(
             "RapidAnalysis",
@@ -229,9 +229,10 @@ class RapidAnalysisCsc(ConfigurableCsc):
         config = self.config
         try:
             config.output_root.mkdir(parents=True, exist_ok=True)
-            self.results = await asyncio.get_running_loop().run_in_executor(None, ResultsDatabase, config.database_url)
+            database = await asyncio.get_running_loop().run_in_executor(None, ResultsDatabase, config.database_url)
         except Exception as e:
             raise ExpectedError(f"Cannot open the results database {config.database_url}: {e}") from e
+        self.results = ResultsWriter(database)
         self.raw_store = RawStore(config.data_root, self.instrument)
         self.pool = WorkerPool(
             scheduler_address=config.scheduler_address,
@@ -247,7 +248,7 @@ class RapidAnalysisCsc(ConfigurableCsc):
             await self.pool.close()
             self.pool = None
             # start failed: the CSC stays in STANDBY, which holds no database connection.
-            self.results.close()
+            await self.results.close()
             self.results = None
             raise ExpectedError(f"Cannot start the worker pool: {e}") from e
         self.job_manager = JobManager(
@@ -287,9 +288,9 @@ class RapidAnalysisCsc(ConfigurableCsc):
                 nWorkers=0, nBusy=0, nQueued=0, keepingUp=True, lagSeconds=0, schedulerAddress="", dashboardUrl=""
             )
         if self.results is not None:
-            # Through the writer thread, so that writes already asked for land first.
+            # After the writes already asked for.
             results, self.results = self.results, None
-            await asyncio.get_running_loop().run_in_executor(self._db_executor, results.close)
+            await results.close()
 
     async def _pool_lost(self, reason: str) -> None:
         asyncio.create_task(self.fault(code=ErrorCode.POOL_LOST, report=reason))
@@ -667,19 +668,14 @@ class RapidAnalysisCsc(ConfigurableCsc):
         return path.resolve().as_uri()
 
     def _db_write(self, method: str, **kwargs: Any) -> None:
-        """Write to the results database in a thread; a failure is logged, never lost silently."""
-        results = self.results
-        if results is None:
+        """Write to the results database in its thread; a failure is logged, never lost silently."""
+        if self.results is None:
             return
-
-        def write() -> None:
-            getattr(results, method)(**kwargs)
-
-        future = asyncio.get_running_loop().run_in_executor(self._db_executor, write)
+        future = self.results.write(lambda database: getattr(database, method)(**kwargs))
         future.add_done_callback(self._db_write_done)
 
     def _db_write_done(self, future: asyncio.Future) -> None:
-        if future.exception() is not None:
+        if not future.cancelled() and future.exception() is not None:
             self.log.error("Results database write failed: %r", future.exception())
 
     async def _publish_job(self, job: Job) -> None:
@@ -698,7 +694,11 @@ class RapidAnalysisCsc(ConfigurableCsc):
             products.append((product, path, len(content), hashlib.md5(content).hexdigest()))
         if self.results is not None:
             try:
-                await loop.run_in_executor(self._db_executor, self._record_job_end, job, image_name, result, products)
+                await self.results.write(
+                    functools.partial(
+                        self._record_job_end, job=job, image_name=image_name, result=result, products=products
+                    )
+                )
             except Exception as e:
                 self.log.error("Could not record job %s in the results database: %r", job.job_id, e)
         for product, path, size, checksum in products:
@@ -813,18 +813,19 @@ class RapidAnalysisCsc(ConfigurableCsc):
             out[name] = value
         return out
 
-    def _record_job_end(self, job: Job, image_name: str, result: dict, products: list) -> None:
-        assert self.results is not None
-        self.results.record_job(**self._job_row(job, image_name))
+    def _record_job_end(
+        self, database: ResultsDatabase, *, job: Job, image_name: str, result: dict, products: list
+    ) -> None:
+        database.record_job(**self._job_row(job, image_name))
         if result:
-            self.results.record_metrics(
+            database.record_metrics(
                 job_id=job.job_id,
                 image_name=image_name,
                 metrics=result.get("metrics", {}),
                 detector_metrics=result.get("detector_metrics", []),
             )
         for product, path, size, checksum in products:
-            self.results.record_product(
+            database.record_product(
                 job_id=job.job_id,
                 image_name=image_name,
                 path=str(path),

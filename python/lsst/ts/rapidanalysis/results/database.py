@@ -32,6 +32,7 @@ import math
 import numbers
 import os
 import pathlib
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
@@ -271,6 +272,8 @@ class ResultsDatabase:
         self.url = _as_url(url)
         self._closed = False
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        # The open batch() transaction of each thread, if any.
+        self._batch = threading.local()
         if self.is_sqlite:
             self._engine = self._make_sqlite_engine(create, busy_timeout, engine_kwargs)
         else:
@@ -346,10 +349,33 @@ class ResultsDatabase:
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sa.Connection]:
-        """One write transaction: commits on success, rolls back on error."""
+        """One write transaction: commits on success, rolls back on error (inside `batch`: the batch's)."""
         self._check_open()
+        conn = getattr(self._batch, "conn", None)
+        if conn is not None:
+            yield conn
+            return
         with self._write_engine.begin() as conn:
             yield conn
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Make the writes inside (in this thread) one transaction: one commit instead of one each.
+
+        A write transaction costs a commit (an fsync of the WAL) and the write lock; the CSC
+        records hundreds of small rows when a stream drops work, and one commit for all of them
+        is what keeps its writer thread from falling behind. If anything inside raises, none of
+        the batch's writes are kept.
+        """
+        if getattr(self._batch, "conn", None) is not None:
+            yield  # already in a batch: part of it
+            return
+        with self._write() as conn:
+            self._batch.conn = conn
+            try:
+                yield
+            finally:
+                self._batch.conn = None
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sa.Connection]:
