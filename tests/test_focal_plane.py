@@ -18,6 +18,7 @@ from lsst.ts.rapidanalysis.dispatch.focal_plane import (
     WorkerMode,
     parse_detector_list,
     pattern_detectors,
+    spread_order,
 )
 
 CAM = get_instrument("LSSTCam")
@@ -575,3 +576,29 @@ def test_comcam_and_latiss_ladders() -> None:
 
 def test_ladder_constant() -> None:
     assert LADDER == ("all", "raft_checkerboard", "ccd_checkerboard", "minimal", "ultra-minimal")
+
+
+# -- spread order (the order a visit's detectors are run in) --
+
+
+def test_spread_order_starts_at_the_centre_and_spans_the_field() -> None:
+    order = spread_order(CAM, range(189))
+    assert sorted(order) == list(range(189))  # each once
+    assert order[0] == 94  # R22_S11, on the boresight
+    # The next four are one in each quadrant, at the corners of the science area.
+    quadrants = {(CAM.by_id[d].name[1] >= "2", CAM.by_id[d].name[2] >= "2") for d in order[1:5]}
+    assert len(quadrants) == 4
+    for d in order[1:5]:
+        assert CAM.by_id[d].name[1:3] in {"01", "03", "10", "14", "30", "34", "41", "43"}
+    # Any beginning covers many rafts; id order would give one raft per 9 detectors.
+    rafts = {CAM.by_id[d].raft for d in order[:21]}
+    assert len(rafts) >= 15, rafts
+
+
+def test_spread_order_of_a_subset_and_of_small_cameras() -> None:
+    assert spread_order(CAM, [180, 0, 94]) == [94, 0, 180]  # centre, then the farther of the two
+    assert spread_order(CAM, [5]) == [5]
+    assert spread_order(LATISS, [0]) == [0]
+    comcam = spread_order(COMCAM, range(9))
+    assert comcam[0] == 4  # S11
+    assert set(comcam[1:5]) == {0, 2, 6, 8}  # then the corners

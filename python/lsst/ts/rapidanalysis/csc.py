@@ -28,7 +28,7 @@ from .data.mount_listener import MountListener
 from .data.mount_telemetry import MountTelemetryBuffer, write_telemetry_file
 from .data.raw_store import MissingRawError, RawStore
 from .dispatch.autonomous import CALIBRATION_TYPES, AutonomousDispatcher, AutonomousSettings, ImageKind
-from .dispatch.focal_plane import FocalPlaneSelector, Selection
+from .dispatch.focal_plane import FocalPlaneSelector, Selection, spread_order
 from .dispatch.gather import Gatherer, VisitGather
 from .dispatch.job_manager import JobManager, QueueFullError
 from .dispatch.jobs import Job, JobState, Trigger, new_job_id
@@ -352,7 +352,13 @@ class RapidAnalysisCsc(ConfigurableCsc):
                 f"pipeline {pipeline.name!r} runs per detector of one image: give obsid or dayObs+seqNum, not a groupId"
             )
         detectors = data_id.detectors or tuple(d.id for d in self.instrument.science_detectors)
-        jobs = [job(dataclasses.replace(data_id, detectors=(detector,))) for detector in detectors]
+        # The newest job runs first, so jobs are made in reverse spread order: a visit the pool
+        # cannot finish is then gathered on detectors spread over the focal plane, not on one corner.
+        made = [
+            job(dataclasses.replace(data_id, detectors=(d,)))
+            for d in reversed(spread_order(self.instrument, detectors))
+        ]
+        jobs = sorted(made, key=lambda j: j.data_id.detectors[0])
         visit = VisitGather(
             image_name=data_id.obsid,
             pipeline=pipeline.name,

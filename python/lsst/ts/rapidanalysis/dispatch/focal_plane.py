@@ -25,7 +25,10 @@ import re
 import statistics
 from collections.abc import Iterable, Sequence
 
+import numpy as np
+
 from ..data.camera import Detector, Instrument, get_instrument
+from ..data.camera_layout import detector_center_mm
 from ..data.data_id import OBSID_RE
 
 __all__ = [
@@ -34,6 +37,7 @@ __all__ = [
     "PATTERNS",
     "LADDER",
     "pattern_detectors",
+    "spread_order",
     "parse_detector_list",
     "parse_obsid_list",
     "FocalPlaneMode",
@@ -353,6 +357,44 @@ def pattern_detectors(
             f"(its imaging detectors: rafts {rafts}; types {types}); choose another pattern"
         )
     return frozenset(d.id for d in chosen)
+
+
+def spread_order(instrument: Instrument | str, detectors: Iterable[int]) -> list[int]:
+    """The detectors in an order whose every beginning is spread over the focal plane.
+
+    A pool of a few workers runs a visit's detectors a few at a time, and a visit it cannot
+    finish is gathered on the ones that ran first: in id order those would all be one corner.
+    Farthest-point order instead: the detector nearest the boresight first, then each time the
+    one farthest from all those already chosen (ties to the lower id), so the first few span
+    the field (centre, corners, edges) and a partial gather's PSF gradient and focal-plane map
+    have something to say.
+
+    Parameters
+    ----------
+    instrument : `Instrument` or `str`
+        The camera.
+    detectors : iterable of `int`
+        Detector ids of this camera.
+
+    Returns
+    -------
+    order : `list` [`int`]
+        The same ids, each once.
+    """
+    instrument = _instrument(instrument)
+    ids = sorted(set(detectors))
+    if len(ids) <= 2:
+        return ids
+    xy = np.array([detector_center_mm(instrument, instrument.by_id[i])[:2] for i in ids])
+    first = int(np.argmin(np.hypot(xy[:, 0], xy[:, 1])))
+    order = [first]
+    nearest = np.hypot(*(xy - xy[first]).T)
+    for _ in range(len(ids) - 1):
+        nearest[order[-1]] = -1.0  # chosen: never again (distances are >= 0)
+        pick = int(np.argmax(nearest))  # the first maximum: the lowest id among ties
+        order.append(pick)
+        nearest = np.minimum(nearest, np.hypot(*(xy - xy[pick]).T))
+    return [ids[i] for i in order]
 
 
 def _n_detectors(n: int) -> str:
