@@ -21,8 +21,11 @@ For each new image (`lsst.ts.rapidanalysis.data.image_listener.ImageArrival`):
 
 4. the backlog is bounded: at most ``backlog_max_images`` older images keep queued jobs and no
    queued job waits longer than ``backlog_max_age``; what falls out is dropped and reported;
-5. when the pool has been idle for ``catchup_idle_seconds``, the detectors that down-selection
-   left out of recent images are processed (trigger ``catchup``, lowest priority), newest image first.
+5. when no image's work has been queued or running for ``catchup_idle_seconds``, the detectors
+   down-selection left out of recent images are processed (trigger ``catchup``, lowest priority),
+   newest image first, a few at a time so the workers stay busy until the next image: its jobs
+   go first, murderous mode abandons running catch-up work (the detectors go back to be caught
+   up later), and waiting mode drops queued catch-up work the same way.
 
 No image is skipped silently: it is processed, deliberately down-selected (``focalPlaneMode``
 and one log line per image), or dropped (a jobResult per job and one log line per image).
@@ -39,7 +42,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from ..data.image_listener import ImageArrival
-from .focal_plane import FocalPlaneSelector, Selection, ThroughputModel, WorkerMode
+from .focal_plane import FocalPlaneSelector, Selection, ThroughputModel, WorkerMode, spread_order
 from .gather import VisitGather
 from .jobs import Job, JobState, Trigger
 
@@ -122,6 +125,7 @@ class _Image:
     selection: Selection | None
     job_ids: set[str] = dataclasses.field(default_factory=set)
     left_out: set[int] = dataclasses.field(default_factory=set)
+    catching_up: bool = False
 
 
 class AutonomousDispatcher:
@@ -277,21 +281,41 @@ class AutonomousDispatcher:
 
     def _drop_queued(self, which: Callable[[_Image], bool], reason: str) -> None:
         dropped: dict[str, int] = collections.Counter()
+        deferred = 0
         for job in self.host.queued_jobs():
             old = self._image_of(job)
             if old is None or not which(old):
+                continue
+            if job.trigger == Trigger.CATCHUP and old.arrival.image_name in self.images:
+                # Not lost: back to be caught up when the pool is next quiet.
+                old.left_out.update(job.data_id.detectors)
+                deferred += 1
+                self._spawn(self.host.abort_job(job.job_id, f"put off: {reason}; to be caught up later"))
                 continue
             dropped[old.arrival.image_name] += 1
             self._spawn(self.host.abort_job(job.job_id, f"dropped: {reason}"))
         for name, count in dropped.items():
             self.n_dropped_jobs += count
             self.log.warning("Dropped %d queued job(s) of %s: %s", count, name, reason)
+        if deferred:
+            self.log.debug("Put off %d queued catch-up job(s): %s", deferred, reason)
 
     def _preempt_backlog(self, new_rank: int) -> None:
-        """Abandon running jobs of images older than the previous newest one, and requeue them."""
+        """Abandon running jobs of images older than the previous newest one, and requeue them.
+
+        Catch-up jobs are backlog work of any image: abandoned, and their detectors left to be
+        caught up again when the pool is next quiet.
+        """
         for job in self.host.running_jobs():
             old = self._image_of(job)
-            if old is None or old.rank >= new_rank - 1 or job.trigger == Trigger.CATCHUP:
+            if old is None:
+                continue
+            if job.trigger == Trigger.CATCHUP:
+                old.left_out.update(job.data_id.detectors)
+                reason = "abandoned for a newer image (worker mode MURDEROUS); to be caught up later"
+                self._spawn(self.host.abort_job(job.job_id, reason))
+                continue
+            if old.rank >= new_rank - 1:
                 continue
             self.log.info(
                 "Abandoning backlog job %s of %s for a newer image; requeued", job.job_id, old.arrival.image_name
@@ -346,25 +370,35 @@ class AutonomousDispatcher:
             )
 
     def _maybe_catch_up(self) -> None:
+        """When images' own work has left the pool for catchup_idle_seconds, keep it fed with catch-up work."""
         if self.settings.catchup_idle_seconds <= 0:
             return
-        busy = self.host.queued_jobs() or self.host.running_jobs()
+        queued = self.host.queued_jobs()
+        running = self.host.running_jobs()
         now = time.monotonic()
-        if busy:
+        if any(job.trigger != Trigger.CATCHUP for job in queued + running):
             self._idle_since = None
             return
         if self._idle_since is None:
             self._idle_since = now
-            return
         if now - self._idle_since < self.settings.catchup_idle_seconds:
             return
-        for image in reversed(self.images.values()):
-            if not image.left_out:
-                continue
-            # A batch the pool can finish in about a second or two, so that a new image never waits long.
-            batch = sorted(image.left_out)[: max(1, 2 * self.host.n_workers)]
+        # One detector per worker waiting behind the running ones: the workers never starve between
+        # housekeeping ticks, and a new image finds at most that much catch-up work ahead of it.
+        room = self.host.n_workers - sum(job.trigger == Trigger.CATCHUP for job in queued)
+        while room > 0:
+            image = next((img for img in reversed(self.images.values()) if img.left_out), None)
+            if image is None:
+                return
+            # Spread over the focal plane, as a visit's own detectors are.
+            batch = spread_order(self.selector.instrument, image.left_out)[:room]
+            if not image.catching_up:
+                image.catching_up = True
+                self.log.info(
+                    "Catching up %s: %d down-selected detector(s)", image.arrival.image_name, len(image.left_out)
+                )
             image.left_out.difference_update(batch)
-            self.log.info("Catching up %s: %d down-selected detector(s)", image.arrival.image_name, len(batch))
+            room -= len(batch)
             for detector in batch:
                 self._submit(
                     image,
@@ -373,8 +407,6 @@ class AutonomousDispatcher:
                     Trigger.CATCHUP,
                     _CATCHUP_PRIORITY,
                 )
-            self._idle_since = None
-            return
 
     # -- reporting --
 
