@@ -20,10 +20,10 @@ from lsst.ts.rapidanalysis.data.mount_telemetry import (
     sample_fields,
     write_telemetry_file,
 )
+from lsst.ts.rapidanalysis.data.telemetry_file import read_telemetry, telemetry_tables
 from lsst.ts.rapidanalysis.sal.testutils import set_random_lsst_dds_partition_prefix
 from lsst.ts.rapidanalysis.sim.camera_sim import SimClock
 from lsst.ts.rapidanalysis.sim.mount_sim import AuxTelMountSimulator, BaseMountSimulator, SimonyiMountSimulator
-from lsst.ts.rapidanalysis.sim.telemetry_file import read_telemetry, telemetry_tables
 
 TIME_SCALE = 0.005
 ENCODERS = "lsst.sal.ATMCS.mount_AzEl_Encoders"

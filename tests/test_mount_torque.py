@@ -19,6 +19,7 @@ import pytest
 from astropy.table import Table
 
 from lsst.ts.rapidanalysis.data.mount_telemetry import MountTelemetryBuffer, write_telemetry_file
+from lsst.ts.rapidanalysis.data.telemetry_file import read_telemetry, telemetry_tables
 from lsst.ts.rapidanalysis.pipelines.base import JobAborted, PipelineContext, PipelineError, PipelineResult
 from lsst.ts.rapidanalysis.pipelines.mount_torque import (
     MOUNT_METRICS_FIELDS,
@@ -29,7 +30,6 @@ from lsst.ts.rapidanalysis.sal.testutils import set_random_lsst_dds_partition_pr
 from lsst.ts.rapidanalysis.sim.camera_sim import SimClock
 from lsst.ts.rapidanalysis.sim.mount_sim import AuxTelMountSimulator, BaseMountSimulator, SimonyiMountSimulator
 from lsst.ts.rapidanalysis.sim.raw_writer import simulate_detector
-from lsst.ts.rapidanalysis.sim.telemetry_file import read_telemetry, telemetry_tables
 
 #: 200 simulated seconds per wall second: the simulators catch up in batches.
 TIME_SCALE = 0.005

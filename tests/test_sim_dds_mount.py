@@ -1,4 +1,4 @@
-"""The mount telemetry simulators (sim/mount_sim.py) on real DDS, and telemetry files (sim/telemetry_file.py)."""
+"""The mount telemetry simulators (sim/mount_sim.py) on real DDS, and telemetry files (data/telemetry_file.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,12 @@ import numpy as np
 import pytest
 
 from lsst.ts.rapidanalysis import sal
+from lsst.ts.rapidanalysis.data.telemetry_file import (
+    read_telemetry,
+    samples_to_table,
+    telemetry_tables,
+    write_telemetry,
+)
 from lsst.ts.rapidanalysis.sal import State
 from lsst.ts.rapidanalysis.sim.camera_sim import SimClock
 from lsst.ts.rapidanalysis.sim.mount_sim import (
@@ -23,12 +29,6 @@ from lsst.ts.rapidanalysis.sim.mount_sim import (
     SiderealTrack,
     SimonyiMountSimulator,
     make_mount_simulator,
-)
-from lsst.ts.rapidanalysis.sim.telemetry_file import (
-    read_telemetry,
-    samples_to_table,
-    telemetry_tables,
-    write_telemetry,
 )
 
 TIMEOUT = 10.0

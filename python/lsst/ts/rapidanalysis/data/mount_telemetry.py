@@ -7,7 +7,7 @@ writes the exposure window of the buffer to a telemetry file which it passes to 
 ``mount_torque`` pipeline. The pipeline only ever reads files, so the same code runs on live
 data, on a replay, and on files written by the simulators.
 
-Files have the format of `lsst.ts.rapidanalysis.sim.telemetry_file`, whose code unpacks the
+Files have the format of `lsst.ts.rapidanalysis.data.telemetry_file`, whose code unpacks the
 messages and reads the files: EFD column names, packed ATMCS arrays unpacked to one row per
 sample, small array fields split into ``name0``, ``name1``, ..., a ``time`` column in TAI unix
 seconds, one ECSV file with a ``topic`` column and the ``topics`` metadata (or one file per
@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from astropy.table import Table
 
-from ..sim.telemetry_file import (
+from .telemetry_file import (
     EFD_PREFIX,
     PACKED_RATE,
     TIME_COLUMN,
