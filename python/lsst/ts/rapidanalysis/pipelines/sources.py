@@ -427,8 +427,6 @@ def measure_sources(
     aperture_radius: float,
     moments_radius: int,
     sky_noise: float,
-    read_noise: float = 0.0,
-    background_level: float = 0.0,
     sigma0: float = 2.0,
 ) -> SourceCatalog:
     """Adaptive moments, aperture photometry and flags of every detection.
@@ -447,15 +445,10 @@ def measure_sources(
     moments_radius : `int`
         Half-size of the stamp used for moments (about 5 PSF σ).
     sky_noise : `float`
-        Per-pixel noise of the sky (electrons), for flux errors.
-    read_noise : `float`
-        Unused beyond documentation: ``sky_noise`` already holds it (kept for the record).
-    background_level : `float`
-        Subtracted background (electrons per pixel), for the source shot noise estimate.
+        Per-pixel noise of the sky (electrons, read noise included), for flux errors.
     sigma0 : `float`
         Starting σ of the adaptive weight (the PSF's, if known: fewer iterations).
     """
-    del read_noise, background_level
     n = len(detections)
     radius = int(math.ceil(aperture_radius)) + 4
     radius = max(radius, moments_radius)
