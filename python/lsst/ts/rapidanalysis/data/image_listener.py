@@ -2,7 +2,13 @@
 
 Each is turned into an `ImageArrival` and handed to a callback on the event loop. The camera's
 ``additionalKeys``/``additionalValues`` carry the image type (``imageType``) and group id; a
-``largeFileObjectAvailable`` carries a file URL and, in ``id``, the image name.
+``largeFileObjectAvailable`` carries a file URL and, in ``id``, the image name (what it is, an
+image of the instrument or a generator's file, the dispatcher decides).
+
+Generators are ``Component:index`` (that SAL index only) or ``Component`` (every index). A
+generator that cannot be listened to (malformed, or a component without the event) is reported
+when listening starts and the others are heard; an announcement heard whose ``generator`` field is
+not one configured is reported and ignored, never dropped silently.
 """
 
 from __future__ import annotations
@@ -90,7 +96,7 @@ class ImageListener:
         Whose camera's ``endReadout`` to hear.
     generators : iterable of `str`
         ``largeFileObjectAvailable`` generators to accept, as ``Component:index`` (e.g.
-        ``GenericCamera:101``); others are ignored.
+        ``GenericCamera:101``) or ``Component`` (any index); others are ignored (and reported).
     on_arrival : callable
         Called with each `ImageArrival` (on the event loop).
     log : `logging.Logger`, optional
@@ -111,10 +117,30 @@ class ImageListener:
         camera = Remote(domain, instrument.camera_component, readonly=True, include=["endReadout"], start=False)
         camera.evt_endReadout.callback = self._end_readout
         self.remotes.append(camera)
-        for component, index in sorted({self._parse_generator(g) for g in self.generators}):
-            remote = Remote(domain, component, index, readonly=True, include=["largeFileObjectAvailable"], start=False)
-            remote.evt_largeFileObjectAvailable.callback = self._large_file
+        # Components configured without an index: their generators are "Component:<any index>".
+        self._any_index: set[str] = set()
+        for generator in sorted(self.generators):
+            try:
+                component, index = self._parse_generator(generator)
+                remote = Remote(
+                    domain, component, index, readonly=True, include=["largeFileObjectAvailable"], start=False
+                )
+            except Exception as e:
+                self.log.error("Cannot listen to generator %r (autonomous.generators): %s", generator, e)
+                continue
+            topic = getattr(remote, "evt_largeFileObjectAvailable", None)
+            if topic is None:
+                self.log.error(
+                    "Cannot listen to generator %r (autonomous.generators): %s has no largeFileObjectAvailable",
+                    generator,
+                    component,
+                )
+                self.remotes.append(remote)  # (closed with the others)
+                continue
+            topic.callback = self._large_file
             self.remotes.append(remote)
+            if index is None:
+                self._any_index.add(component)
 
     @staticmethod
     def _parse_generator(generator: str) -> tuple[str, int | None]:
@@ -146,8 +172,19 @@ class ImageListener:
             )
         )
 
+    def accepts(self, generator: str) -> bool:
+        """Whether files announced as from ``generator`` are for us."""
+        return generator in self.generators or generator.partition(":")[0] in self._any_index
+
     def _large_file(self, data: Any) -> None:
-        if data.generator not in self.generators:
+        if not self.accepts(data.generator):
+            self.log.warning(
+                "largeFileObjectAvailable %s (%s) ignored: generator %r is not in autonomous.generators (%s)",
+                data.id,
+                data.url[:200],
+                data.generator,
+                ", ".join(sorted(self.generators)),
+            )
             return
         self._deliver(
             ImageArrival(

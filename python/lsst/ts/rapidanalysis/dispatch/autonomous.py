@@ -29,6 +29,20 @@ For each new image (`lsst.ts.rapidanalysis.data.image_listener.ImageArrival`):
 
 No image is skipped silently: it is processed, deliberately down-selected (``focalPlaneMode``
 and one log line per image), or dropped (a jobResult per job and one log line per image).
+
+Files from generators: a ``largeFileObjectAvailable`` whose ``id`` is not an obsid of the CSC's
+instrument (a GenericCamera frame, say) announces a *file* (`is_instrument_obsid` decides). Its
+``file://`` URL must name an existing file under the configured file root (`resolve_file`, with
+the raw store's URL rules); then each of ``file_pipelines`` gets one job with the file as input,
+named by the announced ``id`` (jobResult.imageName, the results database). A file has no
+detectors and is no exposure of the instrument: no focal-plane selection, no ``focalPlaneMode``,
+nothing fed to the throughput model, and it neither triggers nor suffers the worker mode and the
+``backlog_max_images`` bound of the instrument's images; its jobs share the queue (priority 0,
+newest first) and nothing waits past ``backlog_max_age``. A bad URL, a missing file, an id that is
+not a plain name or a pipeline that cannot be queued is one WARNING line naming the file, the
+generator and why ("dropped: ..."), and is counted (`AutonomousDispatcher.n_dropped_files`).
+``largeFileObjectAvailable`` of the instrument's own images is handled as its ``endReadout`` (the
+first of the two is processed, the other ignored).
 """
 
 from __future__ import annotations
@@ -36,23 +50,103 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import json
 import logging
+import pathlib
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from ..data.camera import Instrument
+from ..data.data_id import DataIdError, parse_data_id
 from ..data.image_listener import ImageArrival
+from ..data.raw_store import RawStore
 from .focal_plane import FocalPlaneSelector, Selection, ThroughputModel, WorkerMode, spread_order
 from .gather import VisitGather
 from .jobs import Job, JobState, Trigger
 
-__all__ = ["AutonomousSettings", "AutonomousDispatcher", "DispatcherHost", "ImageKind", "CALIBRATION_TYPES"]
+__all__ = [
+    "AutonomousSettings",
+    "AutonomousDispatcher",
+    "DispatcherHost",
+    "ImageKind",
+    "CALIBRATION_TYPES",
+    "FILE_ID_RE",
+    "check_file_id",
+    "is_instrument_obsid",
+    "resolve_file",
+]
 
 #: Image types that get ISR statistics only.
 CALIBRATION_TYPES = frozenset({"BIAS", "DARK", "FLAT", "SFLAT", "DFLAT"})
 #: Priorities: the newest images' jobs first, then backlog put back by murderous mode, then catch-up.
 _REQUEUED_PRIORITY = -1
 _CATCHUP_PRIORITY = -2
+#: A generator file's id names its jobs (jobResult.imageName, the database's 128-character
+#: image_name) and their product directory: a plain name, never a path.
+FILE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+#: Generator files remembered (for staleness and repeats); their jobs are long done by then.
+_FILES_REMEMBERED = 200
+_URL_SHOWN = 200
+
+
+def is_instrument_obsid(image_name: str, instrument: Instrument) -> bool:
+    """Whether ``image_name`` is an obsid of ``instrument`` (as processData's dataId parsing says)."""
+    if not isinstance(image_name, str):
+        return False
+    try:
+        parse_data_id(json.dumps({"obsid": image_name}), instrument)
+    except DataIdError:
+        return False
+    return True
+
+
+def check_file_id(file_id: str) -> str:
+    """Return ``file_id`` if it can name a generator's file; else raise `ValueError` saying why."""
+    if not isinstance(file_id, str) or not file_id:
+        raise ValueError("the announcement has no id (largeFileObjectAvailable.id is empty)")
+    if not FILE_ID_RE.match(file_id):
+        raise ValueError(
+            f"id {file_id[:_URL_SHOWN]!r} is not a plain name (letters, digits, '.', '_' and '-', "
+            f"starting with a letter or digit, at most 128 characters)"
+        )
+    return file_id
+
+
+def resolve_file(url: str, store: RawStore) -> pathlib.Path:
+    """The path of a file announced by URL, if it may be read: `RawStore.resolve_url`'s rules, and it exists.
+
+    Parameters
+    ----------
+    url : `str`
+        ``largeFileObjectAvailable.url``.
+    store : `RawStore`
+        Rooted at the directory generator files must be under (``autonomous.file_root``).
+
+    Returns
+    -------
+    path : `pathlib.Path`
+        The resolved path of an existing regular file under the root.
+
+    Raises
+    ------
+    ValueError
+        Saying why not: not ``file://`` (``s3://`` included), a host, ``..``, outside the root
+        (`lsst.ts.rapidanalysis.data.raw_store.RawUrlError`), missing, or not a regular file.
+        May touch the file system: call it from a thread.
+    """
+    try:
+        path = store.resolve_url(url)
+    except ValueError as e:
+        # RawStore speaks of raws; here it is the root generator files must be under.
+        message = str(e).replace("raw URL", "URL").replace("raw store root", "file root")
+        raise ValueError(message.replace(" for the raw store", "")) from None
+    if not path.exists():
+        raise ValueError(f"{path} does not exist")
+    if not path.is_file():
+        raise ValueError(f"{path} is not a regular file")
+    return path
 
 
 class ImageKind:
@@ -71,6 +165,8 @@ class AutonomousSettings:
     ----------
     science_pipelines, dispersed_pipelines, calibration_pipelines : `tuple` [`str`]
         Pipelines per kind of image; per-detector ones run on the selected detectors.
+    file_pipelines : `tuple` [`str`]
+        Pipelines run on each file a generator announces (one job each, the file as input).
     backlog_max_images : `int`
         Older images that may keep queued jobs.
     backlog_max_age : `float`
@@ -84,6 +180,7 @@ class AutonomousSettings:
     science_pipelines: tuple[str, ...] = ("sfm", "mount_torque")
     dispersed_pipelines: tuple[str, ...] = ("spectrum_examiner", "mount_torque")
     calibration_pipelines: tuple[str, ...] = ("image_stats",)
+    file_pipelines: tuple[str, ...] = ("image_stats",)
     backlog_max_images: int = 3
     backlog_max_age: float = 300.0
     catchup_idle_seconds: float = 10.0
@@ -96,6 +193,10 @@ class DispatcherHost(Protocol):
     def make_jobs(
         self, pipeline: str, data_id: dict[str, Any], trigger: Trigger, priority: int
     ) -> tuple[list[Job], VisitGather | None]: ...
+
+    def make_file_jobs(
+        self, pipeline: str, image_name: str, path: pathlib.Path, trigger: Trigger, priority: int
+    ) -> list[Job]: ...
 
     def submit_jobs(self, jobs: list[Job], visit: VisitGather | None, *, ignore_limit: bool) -> None: ...
 
@@ -128,6 +229,15 @@ class _Image:
     catching_up: bool = False
 
 
+@dataclasses.dataclass
+class _File:
+    """What the dispatcher remembers of one generator file."""
+
+    arrival: ImageArrival
+    path: pathlib.Path
+    job_ids: set[str] = dataclasses.field(default_factory=set)
+
+
 class AutonomousDispatcher:
     """Turn image arrivals into jobs; see the module docstring.
 
@@ -140,6 +250,11 @@ class AutonomousDispatcher:
     settings : `AutonomousSettings`
         Behaviour.
     log : `logging.Logger`, optional
+    file_store : `RawStore`, optional
+        Rooted where generator files must be (``autonomous.file_root``); None: every generator
+        file is dropped, with ``file_store_problem`` as the reason.
+    file_store_problem : `str`
+        Why there is no ``file_store``.
     """
 
     def __init__(
@@ -148,6 +263,9 @@ class AutonomousDispatcher:
         selector: FocalPlaneSelector,
         settings: AutonomousSettings,
         log: logging.Logger | None = None,
+        *,
+        file_store: RawStore | None = None,
+        file_store_problem: str = "",
     ) -> None:
         self.host = host
         self.selector = selector
@@ -166,6 +284,14 @@ class AutonomousDispatcher:
         self._last_selection_key: tuple | None = None
         self.n_dropped_jobs = 0
         self.n_images = 0
+        # Generator files: kept apart from the instrument's images (see the module docstring).
+        self.file_store = file_store
+        self.file_store_problem = file_store_problem
+        self.files: collections.OrderedDict[str, _File] = collections.OrderedDict()
+        self._file_job: dict[str, str] = {}
+        self.n_files = 0
+        #: Generator files that got no job (a bad URL, a missing file, no pipeline queued).
+        self.n_dropped_files = 0
 
     # -- life cycle --
 
@@ -197,11 +323,27 @@ class AutonomousDispatcher:
 
     async def _handle(self, arrival: ImageArrival) -> None:
         try:
+            if arrival.source == "largeFileObjectAvailable" and not is_instrument_obsid(
+                arrival.image_name, self.selector.instrument
+            ):
+                await self._handle_file(arrival)
+            else:
+                await self._handle_image(arrival)
+        except Exception:  # never lost in an unawaited task
+            self.log.exception("%s from %s dropped: dispatching it failed", arrival.image_name, arrival.source)
+
+    async def _handle_image(self, arrival: ImageArrival) -> None:
+        try:
             kind = await self.host.image_kind(arrival)
         except Exception as e:
             self.log.warning("Image %s dropped: cannot tell what it is (%s)", arrival.image_name, e)
             return
-        self.throughput.record_arrival(arrival.arrived)
+        try:
+            self.throughput.record_arrival(arrival.arrived)
+        except ValueError:
+            # Heard before the previous image, whose kind was told sooner (LATISS reads raws for
+            # it): one cadence interval fewer, the image itself still processed.
+            pass
         self._rank += 1
         self.n_images += 1
         self.selector.n_workers = self.host.n_workers
@@ -229,6 +371,69 @@ class AutonomousDispatcher:
             old_name, old = self.images.popitem(last=False)
             for job_id in old.job_ids:
                 self._job_image.pop(job_id, None)
+
+    async def _handle_file(self, arrival: ImageArrival) -> None:
+        """A generator's file: one job per file pipeline on it, or one warning saying why not."""
+        self.n_files += 1
+        try:
+            check_file_id(arrival.image_name)
+            if self.file_store is None:
+                raise ValueError(self.file_store_problem or "no file root is configured")
+            path = await asyncio.to_thread(resolve_file, arrival.url, self.file_store)
+        except ValueError as e:
+            self._drop_file(arrival, str(e))
+            return
+        if not self.settings.file_pipelines:
+            self.log.info(
+                "File %s from %s not processed: autonomous.file_pipelines is empty",
+                arrival.image_name,
+                arrival.generator,
+            )
+            return
+        record = _File(arrival, path)
+        failures = []
+        for pipeline in self.settings.file_pipelines:
+            try:
+                jobs = self.host.make_file_jobs(pipeline, arrival.image_name, path, Trigger.AUTONOMOUS, 0)
+                self.host.submit_jobs(jobs, None, ignore_limit=True)
+            except Exception as e:
+                failures.append(f"{pipeline} cannot be queued: {e}")
+                continue
+            for job in jobs:
+                record.job_ids.add(job.job_id)
+                self._file_job[job.job_id] = arrival.image_name
+        if not record.job_ids:
+            self._drop_file(arrival, "; ".join(failures))
+            return
+        self.files[arrival.image_name] = record
+        while len(self.files) > _FILES_REMEMBERED:
+            _, old = self.files.popitem(last=False)
+            for job_id in old.job_ids:
+                self._file_job.pop(job_id, None)
+        if failures:
+            self.n_dropped_jobs += len(failures)
+            self.log.warning(
+                "File %s (%s) from %s: %d job(s) queued; dropped: %s",
+                arrival.image_name,
+                arrival.url[:_URL_SHOWN],
+                arrival.generator,
+                len(record.job_ids),
+                "; ".join(failures),
+            )
+
+    def _drop_file(self, arrival: ImageArrival, reason: str) -> None:
+        """One warning line naming the file, its generator and why it got no job."""
+        self.n_dropped_files += 1
+        # Not remembered as seen: announced again (the file fixed, say), it is looked at again.
+        if arrival.image_name in self._seen:
+            self._seen.remove(arrival.image_name)
+        self.log.warning(
+            "File %s (%s) from %s dropped: %s",
+            arrival.image_name or "(no id)",
+            arrival.url[:_URL_SHOWN] or "no URL",
+            arrival.generator,
+            reason,
+        )
 
     def _submit(self, image: _Image, pipeline: str, data_id: dict[str, Any], trigger: Trigger, priority: int) -> None:
         try:
@@ -343,7 +548,9 @@ class AutonomousDispatcher:
     # -- results --
 
     def job_done(self, job: Job) -> None:
-        """A job ended: measured sfm costs feed the throughput model."""
+        """A job ended: measured sfm costs of the instrument's detectors feed the throughput model."""
+        if self._file_job.pop(job.job_id, None) is not None:
+            return  # a generator's whole file: no detector's cost
         if job.pipeline == "sfm" and job.state == JobState.SUCCEEDED and job.duration > 0:
             self.throughput.record_cost(job.duration)
 
@@ -367,6 +574,29 @@ class AutonomousDispatcher:
             self._drop_queued(
                 lambda old: old.arrival.image_name in stale,
                 f"stale (queued over backlog_max_age={self.settings.backlog_max_age:g} s)",
+            )
+        stale_files = {
+            name for name, record in self.files.items() if now - record.arrival.arrived > self.settings.backlog_max_age
+        }
+        if stale_files:
+            self._drop_queued_files(
+                stale_files, f"stale (queued over backlog_max_age={self.settings.backlog_max_age:g} s)"
+            )
+
+    def _drop_queued_files(self, names: set[str], reason: str) -> None:
+        """Drop the queued jobs of these generator files (each gets its jobResult); one line per file."""
+        dropped: dict[str, int] = collections.Counter()
+        for job in self.host.queued_jobs():
+            name = self._file_job.get(job.job_id)
+            if name is None or name not in names:
+                continue
+            dropped[name] += 1
+            self._spawn(self.host.abort_job(job.job_id, f"dropped: {reason}"))
+        for name, count in dropped.items():
+            self.n_dropped_jobs += count
+            record = self.files[name]
+            self.log.warning(
+                "Dropped %d queued job(s) of file %s from %s: %s", count, name, record.arrival.generator, reason
             )
 
     def _maybe_catch_up(self) -> None:
