@@ -580,15 +580,18 @@ class RapidAnalysisCsc(ConfigurableCsc):
         """Workers (threads) of the pool."""
         return self.job_manager.slots if self.job_manager is not None else 0
 
-    def is_per_detector(self, pipeline: str) -> bool:
-        """Whether a pipeline runs one job per detector (and is gathered); False if unknown.
+    def fan_out(self, pipeline: str) -> str:
+        """How autonomous mode splits an image for a pipeline.
 
-        An unknown name is left to `make_jobs`, whose error names it and the known pipelines.
+        ``"visit"``: one job per detector and a gather (`Pipeline.per_detector`); ``"detector"``:
+        one job per detector, no gather (`Pipeline.detector_parallel`); ``"image"``: one job. An
+        unknown name is ``"image"``, left to `make_jobs`, whose error names the known pipelines.
         """
         try:
-            return self.registry.get(pipeline).per_detector
+            spec = self.registry.get(pipeline)
         except ValueError:
-            return False
+            return "image"
+        return "visit" if spec.per_detector else "detector" if spec.detector_parallel else "image"
 
     def make_jobs(
         self, pipeline: str, data_id: dict[str, Any], trigger: Trigger, priority: int

@@ -213,7 +213,7 @@ class DispatcherHost(Protocol):
     @property
     def n_workers(self) -> int: ...
 
-    def is_per_detector(self, pipeline: str) -> bool: ...
+    def fan_out(self, pipeline: str) -> str: ...
 
 
 @dataclasses.dataclass
@@ -359,9 +359,13 @@ class AutonomousDispatcher:
         detectors = sorted(selection.detectors)
         for pipeline in pipelines:
             data_id: dict[str, Any] = {"obsid": arrival.image_name}
-            if self.host.is_per_detector(pipeline) or pipeline == "image_stats":
-                for part in [detectors] if self.host.is_per_detector(pipeline) else [[d] for d in detectors]:
-                    self._submit(image, pipeline, {**data_id, "detectors": part}, Trigger.AUTONOMOUS, 0)
+            fan_out = self.host.fan_out(pipeline)
+            if fan_out == "visit":  # the CSC makes one job per detector and the visit's gather
+                self._submit(image, pipeline, {**data_id, "detectors": detectors}, Trigger.AUTONOMOUS, 0)
+            elif fan_out == "detector":
+                # Newest job first: made in reverse spread order, so they run spread over the field.
+                for detector in reversed(spread_order(self.selector.instrument, detectors)):
+                    self._submit(image, pipeline, {**data_id, "detectors": [detector]}, Trigger.AUTONOMOUS, 0)
             else:
                 self._submit(image, pipeline, data_id, Trigger.AUTONOMOUS, 0)
         if kind == ImageKind.SCIENCE:

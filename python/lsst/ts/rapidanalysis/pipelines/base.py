@@ -155,6 +155,9 @@ class Pipeline(abc.ABC):
         Whether the CSC must find raw files for the dataId before running it.
     per_detector : `bool`
         ``processData`` on an image runs one job per selected detector, then a gather.
+    detector_parallel : `bool`
+        Autonomous mode runs one job per selected detector, with no gather (``processData``
+        still runs one job on all the detectors it names).
     gather_pipeline : `str`
         For per-detector pipelines: the pipeline that combines a visit's results (run by the CSC).
     internal : `bool`
@@ -170,6 +173,7 @@ class Pipeline(abc.ABC):
     simulation_only: ClassVar[bool] = False
     requires_inputs: ClassVar[bool] = True
     per_detector: ClassVar[bool] = False
+    detector_parallel: ClassVar[bool] = False
     gather_pipeline: ClassVar[str] = ""
     internal: ClassVar[bool] = False
     needs_mount_telemetry: ClassVar[bool] = False

@@ -284,6 +284,8 @@ class ImageStatsPipeline(Pipeline):
     name = "image_stats"
     description = "ISR statistics of raws or calibrated images: bias level, read noise, clipped pixel stats"
     Config = ImageStatsConfig
+    # A calibration frame's statistics are per detector: autonomous mode spreads them over the pool.
+    detector_parallel = True
 
     def run(self, inputs: list[pathlib.Path], config: ImageStatsConfig, context: PipelineContext) -> PipelineResult:
         """Measure every input file.
