@@ -173,6 +173,41 @@ class AutonomousCscTestCase(RapidAnalysisTestMixin, BaseCscTestCase, unittest.Is
             await camera_remote.close()
             await camera.close()
 
+    async def test_catch_up_runs_the_science_pipelines_newest_image_first(self) -> None:
+        camera, camera_remote = await self.camera()
+        try:
+            async with self.enabled_csc(warm=True, override="autonomous_catchup_stats.yaml"):
+                await self.take(camera_remote, exp_time=0.5, n=2)
+                # Each image: 4 checkerboard detectors, then its 5 others as catch-up, all image_stats.
+                results = []
+                deadline = asyncio.get_running_loop().time() + 120
+                while sum(r.trigger == "catchup" for r in results) < 10:
+                    assert asyncio.get_running_loop().time() < deadline, [(r.imageName, r.trigger) for r in results]
+                    results.append(await self.next_job_result(timeout=60))
+                assert all(r.pipeline == "image_stats" and r.success for r in results), [
+                    (r.pipeline, r.errorReport) for r in results
+                ]
+                images = sorted({r.imageName for r in results})
+                assert len(images) == 2
+                for image in images:
+                    own = sorted(
+                        json.loads(r.dataId)["detectors"][0]
+                        for r in results
+                        if r.imageName == image and r.trigger == "autonomous"
+                    )
+                    caught = sorted(
+                        json.loads(r.dataId)["detectors"][0]
+                        for r in results
+                        if r.imageName == image and r.trigger == "catchup"
+                    )
+                    assert (own, caught) == ([1, 3, 5, 7], [0, 2, 4, 6, 8]), (image, own, caught)
+                # The newest image's left-out detectors are caught up before the older one's.
+                order = [r.imageName for r in results if r.trigger == "catchup"]
+                assert order.index(images[1]) < order.index(images[0]), order
+        finally:
+            await camera_remote.close()
+            await camera.close()
+
     async def test_stale_backlog_ages_out(self) -> None:
         camera, camera_remote = await self.camera()
         try:

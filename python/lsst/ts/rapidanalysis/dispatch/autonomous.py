@@ -617,6 +617,10 @@ class AutonomousDispatcher:
             self._idle_since = now
         if now - self._idle_since < self.settings.catchup_idle_seconds:
             return
+        # What down-selection left out: the science pipelines that run per detector.
+        pipelines = [p for p in self.settings.science_pipelines if self.host.fan_out(p) != "image"]
+        if not pipelines:
+            return
         # One detector per worker waiting behind the running ones: the workers never starve between
         # housekeeping ticks, and a new image finds at most that much catch-up work ahead of it.
         room = self.host.n_workers - sum(job.trigger == Trigger.CATCHUP for job in queued)
@@ -634,13 +638,14 @@ class AutonomousDispatcher:
             image.left_out.difference_update(batch)
             room -= len(batch)
             for detector in batch:
-                self._submit(
-                    image,
-                    "sfm",
-                    {"obsid": image.arrival.image_name, "detectors": [detector]},
-                    Trigger.CATCHUP,
-                    _CATCHUP_PRIORITY,
-                )
+                for pipeline in pipelines:
+                    self._submit(
+                        image,
+                        pipeline,
+                        {"obsid": image.arrival.image_name, "detectors": [detector]},
+                        Trigger.CATCHUP,
+                        _CATCHUP_PRIORITY,
+                    )
 
     # -- reporting --
 
