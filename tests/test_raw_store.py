@@ -137,6 +137,34 @@ async def test_wait_for_waits_until_file_is_complete(store: RawStore, tmp_path: 
     assert not store.is_complete(target)
 
 
+async def test_wait_for_takes_a_whole_raw_at_the_first_look(store: RawStore, tmp_path: pathlib.Path) -> None:
+    """Every amp's HDU there, whole: no second look (the endReadout → first job path waits for nothing)."""
+    target = store.path_for(OBSID, 94)
+    target.parent.mkdir(parents=True)
+    write_raw(target, obsid=OBSID, scale=SMALL)
+    t0 = time.monotonic()
+    found = await store.wait_for(data_id({"obsid": OBSID}), [94], timeout=30, poll_interval=5.0)
+    assert found == {94: target}
+    assert time.monotonic() - t0 < 1.0
+
+
+async def test_wait_for_a_raw_short_of_amps_needs_a_stable_size(store: RawStore, tmp_path: pathlib.Path) -> None:
+    """Primary and 8 of 16 amps, whole blocks: maybe still being written, so not taken at the first look."""
+    from astropy.io import fits
+
+    full = write_raw(tmp_path / "full.fits", obsid=OBSID, scale=SMALL)
+    target = store.path_for(OBSID, 94)
+    target.parent.mkdir(parents=True)
+    with fits.open(full) as hdul:
+        fits.HDUList([hdu.copy() for hdu in hdul[:9]]).writeto(target)
+    assert store.is_complete(target)  # structurally sound so far
+    with pytest.raises(MissingRawError):
+        await store.wait_for(data_id({"obsid": OBSID}), [94], timeout=0, poll_interval=1.0)  # one look
+    # Unchanged at the second look: taken (the ISR then reports the missing amps).
+    found = await store.wait_for(data_id({"obsid": OBSID}), [94], timeout=5, poll_interval=0.1)
+    assert found == {94: target}
+
+
 async def test_wait_for_returns_what_exists_at_timeout(store: RawStore) -> None:
     write(store, OBSID, 94)
     t0 = time.monotonic()

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 
 from astropy.io import fits
 
+from .amp_geometry import amp_names
 from .camera import Instrument, get_instrument
 from .data_id import GROUP_ID_RE, OBSID_RE, DataId
 
@@ -260,27 +261,46 @@ class RawStore:
     def is_complete(self, path: pathlib.Path) -> bool:
         """Whether a raw looks completely written: whole FITS blocks, and every HDU's data present.
 
-        This reads the headers only. `wait_for` also requires the size to be stable across two polls.
+        This reads the headers only. A file that is still growing may pass it between two HDUs:
+        `wait_for` also requires every amplifier's HDU, or else the size to be stable across two polls.
         """
+        return self._hdu_count(path) >= 1
+
+    @staticmethod
+    def _hdu_count(path: pathlib.Path) -> int:
+        """HDUs of a file made of whole FITS blocks with every HDU's data present; 0 if it is not that."""
         try:
             size = path.stat().st_size
         except OSError:
-            return False
+            return 0
         if size == 0 or size % FITS_BLOCK:
-            return False
+            return 0
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 with fits.open(path, memmap=False, lazy_load_hdus=False) as hdul:
                     n_hdus = len(hdul)
         except Exception:
-            return False
+            return 0
         if any("truncated" in str(w.message) for w in caught):
-            return False
-        return n_hdus >= 1
+            return 0
+        return n_hdus
+
+    def _expected_hdus(self, detector_id: int) -> int | None:
+        """A complete raw's HDUs (the primary and one per amplifier), if the detector's layout is known."""
+        detector = self.instrument.by_id.get(detector_id)
+        try:
+            return 1 + len(amp_names(detector.physical_type)) if detector is not None else None
+        except (KeyError, ValueError):
+            return None
 
     def _poll(self, paths: dict[int, pathlib.Path], probes: dict[pathlib.Path, _Probe]) -> dict[int, pathlib.Path]:
-        """Of ``paths``, those complete: same size as at the previous poll (``probes``), and `is_complete`."""
+        """Of ``paths``, those complete.
+
+        Complete at the first look when every amplifier's HDU is there, whole (the camera has
+        written its last HDU: no need to wait and see). Otherwise (an amp missing, an unknown
+        layout) when its size is the same as at the previous poll (``probes``) and `is_complete`.
+        """
         complete = {}
         for detector_id, path in paths.items():
             try:
@@ -288,8 +308,13 @@ class RawStore:
             except OSError:
                 continue
             probe = probes.get(path)
-            if probe is not None and probe.size == size and (probe.complete or self.is_complete(path)):
-                probe.complete = True
+            if probe is not None and probe.complete and probe.size == size:
+                complete[detector_id] = path
+                continue
+            n_hdus = self._hdu_count(path) if probe is None or probe.size == size else 0
+            expected = self._expected_hdus(detector_id)
+            if (expected is not None and n_hdus >= expected) or (probe is not None and probe.size == size and n_hdus):
+                probes[path] = _Probe(size, complete=True)
                 complete[detector_id] = path
             else:
                 probes[path] = _Probe(size)
@@ -314,8 +339,10 @@ class RawStore:
         timeout : `float`
             Seconds to wait at most.
         poll_interval : `float`
-            Seconds between looks; a file counts as complete when its size is the same on two
-            consecutive looks and its headers and data blocks are all there.
+            Seconds between looks. A file counts as complete when its headers and data blocks are
+            all there and it has every amplifier's HDU (at the first look: a raw written before
+            endReadout costs no wait), or, short of an amp, when its size is also the same on two
+            consecutive looks.
 
         Returns
         -------
