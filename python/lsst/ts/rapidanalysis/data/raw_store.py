@@ -27,6 +27,7 @@ from astropy.io import fits
 from .amp_geometry import amp_names
 from .camera import Instrument, get_instrument
 from .data_id import GROUP_ID_RE, OBSID_RE, DataId
+from .fits_structure import FITS_BLOCK, count_whole_hdus
 
 __all__ = ["RawStore", "MissingRawError", "RawUrlError", "RAW_SUFFIXES", "FITS_BLOCK"]
 
@@ -34,8 +35,6 @@ log = logging.getLogger(__name__)
 
 #: File name endings of raws, in order of preference.
 RAW_SUFFIXES: tuple[str, ...] = (".fits", ".fits.fz")
-#: FITS files are made of 2880-byte blocks; a complete file's size is a multiple of it.
-FITS_BLOCK = 2880
 #: How many days either side of a group id's day to scan for its exposures.
 GROUP_SCAN_DAYS = 1
 _GROUP_CACHE_SIZE = 100_000
@@ -269,22 +268,7 @@ class RawStore:
     @staticmethod
     def _hdu_count(path: pathlib.Path) -> int:
         """HDUs of a file made of whole FITS blocks with every HDU's data present; 0 if it is not that."""
-        try:
-            size = path.stat().st_size
-        except OSError:
-            return 0
-        if size == 0 or size % FITS_BLOCK:
-            return 0
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                with fits.open(path, memmap=False, lazy_load_hdus=False) as hdul:
-                    n_hdus = len(hdul)
-        except Exception:
-            return 0
-        if any("truncated" in str(w.message) for w in caught):
-            return 0
-        return n_hdus
+        return count_whole_hdus(path)
 
     def _expected_hdus(self, detector_id: int) -> int | None:
         """A complete raw's HDUs (the primary and one per amplifier), if the detector's layout is known."""
@@ -362,9 +346,14 @@ class RawStore:
             raise ValueError(f"poll_interval must be > 0, not {poll_interval}")
         deadline = time.monotonic() + max(timeout, 0.0)
         probes: dict[pathlib.Path, _Probe] = {}
+
+        def look() -> tuple[dict[int, pathlib.Path], dict[int, pathlib.Path]]:
+            # One thread hop per look: on the way from endReadout to the first job, each costs.
+            seen = self.find(data_id, wanted)
+            return seen, self._poll(seen, probes)
+
         while True:
-            seen = await asyncio.to_thread(self.find, data_id, wanted)
-            complete = await asyncio.to_thread(self._poll, seen, probes)
+            seen, complete = await asyncio.to_thread(look)
             if len(complete) == len(wanted):
                 return complete
             remaining = deadline - time.monotonic()
