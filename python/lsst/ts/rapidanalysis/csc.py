@@ -40,19 +40,25 @@ from .dispatch.job_manager import JobManager, QueueFullError
 from .dispatch.jobs import Job, JobState, Trigger, new_job_id
 from .dispatch.pool import PoolLostError, WorkerPool
 from .pipelines.base import PipelineError
+from .pipelines.fits_input import read_primary_header
 from .pipelines.mount_torque import read_exposure_window
 from .pipelines.registry import PipelineRegistry
 from .results.database import ResultsDatabase
 from .results.writer import ResultsWriter
 from .sal import ConfigurableCsc, ExpectedError, SalRetCode, State, current_tai
 
-__all__ = ["RapidAnalysisCsc", "ErrorCode", "CONFIG_SCHEMA", "run_rapid_analysis"]
+__all__ = ["RapidAnalysisCsc", "ErrorCode", "CONFIG_SCHEMA", "default_config_path", "run_rapid_analysis"]
 
 _CONFIG_DIR = pathlib.Path(__file__).parent / "config"
 CONFIG_SCHEMA: dict = yaml.safe_load((_CONFIG_DIR / "schema" / "RapidAnalysis.yaml").read_text())
 _UNEXPANDED_RE = re.compile(r"\$\{?[A-Za-z_][A-Za-z0-9_]*")
 # How long processData may take to be queued in asynchronous mode (scripts use ~5 s timeouts).
 _QUEUE_ACK_TIMEOUT = 5.0
+
+
+def default_config_path() -> pathlib.Path:
+    """The shipped default configuration (``_init.yaml``), which sites and tools build on."""
+    return _CONFIG_DIR / "RapidAnalysis" / "v1" / "_init.yaml"
 
 
 class ErrorCode(enum.IntEnum):
@@ -702,7 +708,7 @@ class RapidAnalysisCsc(ConfigurableCsc):
         data_id = parse_data_id(json.dumps({"obsid": arrival.image_name}), self.instrument)
         detector = self.instrument.science_detectors[0].id
         found = await self.raw_store.wait_for(data_id, (detector,), timeout=self.config.raw_wait_timeout)
-        header = await asyncio.get_running_loop().run_in_executor(None, _primary_header, found[detector])
+        header = await asyncio.get_running_loop().run_in_executor(None, read_primary_header, found[detector])
         img_type = img_type or str(header.get("IMGTYPE", "")).strip().upper()
         if img_type in CALIBRATION_TYPES:
             return ImageKind.CALIBRATION
@@ -1003,22 +1009,6 @@ class RapidAnalysisCsc(ConfigurableCsc):
                 dashboardUrl=info.dashboard_url,
                 force_output=True,
             )
-
-
-def _primary_header(path: pathlib.Path) -> Any:
-    """The primary header of a raw; `ValueError` naming the file if it cannot be read.
-
-    Only the primary header is read (about 1 ms for a LATISS raw). ``pipelines.fits_input`` has
-    no header-only reader: its `open_fits` reads every HDU's header (14 ms for a LATISS raw,
-    65 ms for a ``.fits.fz`` one), too slow on the way from endReadout to the first job. The
-    file is complete by now (`RawStore.wait_for`), so its truncation check is not needed.
-    """
-    from astropy.io import fits
-
-    try:
-        return fits.getheader(path, 0)
-    except Exception as e:
-        raise ValueError(f"{path}: cannot read the primary header ({type(e).__name__}: {e})") from None
 
 
 def run_rapid_analysis() -> None:

@@ -26,6 +26,7 @@ __all__ = [
     "is_image",
     "open_fits",
     "read_data",
+    "read_primary_header",
     "release",
 ]
 
@@ -54,6 +55,18 @@ def open_fits(path: pathlib.Path) -> fits.HDUList:
         hdul.close()
         raise PipelineError(f"{path}: FITS file has no HDUs", exit_code=3)
     return hdul
+
+
+def read_primary_header(path: pathlib.Path) -> fits.Header:
+    """The primary header alone; `PipelineError` (exit code 3, naming the file) if unreadable.
+
+    About 1 ms for a raw, against 14 ms (65 ms compressed) for `open_fits`, which reads every HDU's
+    header: for deciding what an image is on the way from endReadout to its first job.
+    """
+    try:
+        return fits.getheader(path, 0)
+    except Exception as e:
+        raise PipelineError(f"{path}: cannot read the primary header ({type(e).__name__}: {e})", exit_code=3) from None
 
 
 def read_data(hdu: Any) -> np.ndarray | None:
