@@ -25,11 +25,14 @@ import sys
 import tempfile
 import time
 
+import yaml
 from distributed import Client, LocalCluster
 
 from lsst.ts.rapidanalysis import sal
+from lsst.ts.rapidanalysis.csc import default_config_path
 from lsst.ts.rapidanalysis.sal.testutils import set_random_lsst_dds_partition_prefix
 
+#: The bench's settings, on top of the shipped defaults (so that new configuration keys need no edit here).
 CONFIG = """
 data_roots: {{LATISS: {root}/raw, LSSTComCam: {root}/raw, LSSTCam: {root}/raw}}
 raw_wait_timeout: 1.0
@@ -85,7 +88,9 @@ async def bare_dask(n: int, burst: int) -> dict:
 async def csc_dispatch(n: int, burst: int, root: pathlib.Path) -> dict:
     config_dir = root / "config"
     config_dir.mkdir(parents=True)
-    (config_dir / "_init.yaml").write_text(CONFIG.format(root=root))
+    config = yaml.safe_load(default_config_path().read_text())
+    config.update(yaml.safe_load(CONFIG.format(root=root)))
+    (config_dir / "_init.yaml").write_text(yaml.safe_dump(config))
     exe = pathlib.Path(sys.executable).parent / "run_rapid_analysis"
     process = await asyncio.create_subprocess_exec(
         str(exe),
