@@ -38,6 +38,8 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/sal_latency.py
 	$(BIN)/python bench/dispatch.py
+	$(BIN)/python bench/autonomous_latency.py
+	$(BIN)/python bench/results_writer.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info python/*.egg-info

@@ -39,8 +39,7 @@ import sys
 import tempfile
 import time
 
-from distributed import Client, LocalCluster
-
+from benchlib import bare_dask_round_trips, percentile, wait_enabled, write_csc_config
 from lsst.ts.rapidanalysis import sal
 from lsst.ts.rapidanalysis.data.camera import get_instrument
 from lsst.ts.rapidanalysis.data.data_id import parse_data_id
@@ -57,77 +56,29 @@ TIME_SCALE = 0.1  # wall seconds per simulated second: 0.1 s exposure, 0.2 s rea
 WARMUP = 2  # images not counted (first jobs on fresh workers)
 IDLE = 0.3  # wall seconds the pool is left idle before the next image is taken
 
-CONFIG = """
-data_roots: {{LATISS: {root}/raw, LSSTComCam: {root}/raw, LSSTCam: {root}/raw}}
-raw_wait_timeout: 10.0
-scheduler_address: ""
-n_workers: 2
-threads_per_worker: 1
-worker_memory_limit: 2GB
-processing_mode: asynchronous
-max_queue_length: 100
-default_time_limit: 60.0
-lag_threshold: 60.0
-gather_timeout: 30.0
-regather_timeout: 60.0
-mount_buffer_seconds: 600.0
-mount_telemetry_wait: 5.0
-autonomous:
-  enabled: true
-  generators: []
-  pattern: all
-  automatic: false
-  worker_mode: 1
-  science_pipelines: [image_stats]
-  dispersed_pipelines: [spectrum_examiner]
-  calibration_pipelines: [image_stats]
-  backlog_max_images: 3
-  backlog_max_age: 300.0
-  catchup_idle_seconds: 0
-pipelines: {{}}
-database_url: ""
-output_root: {root}/products
-output_url_root: ""
-"""
 
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
-def trivial(x: int) -> int:
-    return x + 1
-
-
-async def bare_dask(n: int) -> list[float]:
-    """Round trips of ``await client.submit(trivial)`` (after 20 not counted)."""
-    async with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-            asynchronous=True,
-        ) as cluster,
-        Client(cluster, asynchronous=True) as client,
-    ):
-        await client.wait_for_workers(2)
-        times = []
-        for i in range(n + 20):
-            t0 = time.perf_counter()
-            await client.submit(trivial, i, pure=False)
-            if i >= 20:
-                times.append(time.perf_counter() - t0)
-    return times
-
-
-async def wait_enabled(remote: sal.Remote, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while (await remote.evt_summaryState.next(flush=False, timeout=timeout)).summaryState != sal.State.ENABLED:
-        if time.monotonic() > deadline:
-            raise RuntimeError("CSC never reached ENABLED")
+def settings(root: pathlib.Path) -> dict:
+    """The bench's settings, on top of the shipped defaults."""
+    raw = str(root / "raw")
+    return {
+        "data_roots": {"LATISS": raw, "LSSTComCam": raw, "LSSTCam": raw},
+        "worker_memory_limit": "2GB",
+        "max_queue_length": 100,
+        "default_time_limit": 60.0,
+        "gather_timeout": 30.0,
+        "regather_timeout": 60.0,
+        "autonomous": {
+            "enabled": True,
+            "pattern": "all",
+            "automatic": False,
+            "worker_mode": 1,
+            "science_pipelines": ["image_stats"],
+            "calibration_pipelines": ["image_stats"],
+            "catchup_idle_seconds": 0,
+        },
+        "pipelines": {},
+        "output_root": str(root / "products"),
+    }
 
 
 async def first_input_wait(store: RawStore, image_name: str) -> float:
@@ -148,8 +99,7 @@ async def first_input_wait(store: RawStore, image_name: str) -> float:
 
 async def autonomous(n: int, root: pathlib.Path) -> dict:
     config_dir = root / "config"
-    config_dir.mkdir(parents=True)
-    (config_dir / "_init.yaml").write_text(CONFIG.format(root=root))
+    write_csc_config(config_dir, settings(root))
     writer = StreamWriter("LSSTComCam", root / "raw", scale=0.2, n_templates=1, write_truth=False, eager=False)
     writer.prepare("OBJECT", EXP_TIME)
     store = RawStore(root / "raw", get_instrument("LSSTComCam"))
@@ -230,7 +180,7 @@ def main() -> None:
     os.environ["LSST_SITE"] = "bench"
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
-        bare = asyncio.run(bare_dask(max(args.images, 100)))
+        bare, _ = asyncio.run(bare_dask_round_trips(max(args.images, 100)))
         run = asyncio.run(autonomous(args.images, pathlib.Path(tmp)))
     load_after = os.getloadavg()
     images = run["images"]

@@ -25,72 +25,28 @@ import sys
 import tempfile
 import time
 
-import yaml
-from distributed import Client, LocalCluster
-
+from benchlib import bare_dask_round_trips, percentile, wait_enabled, write_csc_config
 from lsst.ts.rapidanalysis import sal
-from lsst.ts.rapidanalysis.csc import default_config_path
 from lsst.ts.rapidanalysis.sal.testutils import set_random_lsst_dds_partition_prefix
 
-#: The bench's settings, on top of the shipped defaults (so that new configuration keys need no edit here).
-CONFIG = """
-data_roots: {{LATISS: {root}/raw, LSSTComCam: {root}/raw, LSSTCam: {root}/raw}}
-raw_wait_timeout: 1.0
-scheduler_address: ""
-n_workers: 2
-threads_per_worker: 1
-worker_memory_limit: 2GB
-processing_mode: asynchronous
-max_queue_length: 5000
-default_time_limit: 60.0
-lag_threshold: 60.0
-pipelines: {{}}
-database_url: ""
-output_root: {root}/products
-output_url_root: ""
-"""
 
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
-def trivial(x: int) -> int:
-    return x + 1
-
-
-async def bare_dask(n: int, burst: int) -> dict:
-    async with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-            asynchronous=True,
-        ) as cluster,
-        Client(cluster, asynchronous=True) as client,
-    ):
-        await client.wait_for_workers(2)
-        times = []
-        for i in range(n + 20):
-            t0 = time.perf_counter()
-            await client.submit(trivial, i, pure=False)
-            if i >= 20:
-                times.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        await client.gather(client.map(trivial, range(burst), pure=False))
-        rate = burst / (time.perf_counter() - t0)
-    return {"round_trips": times, "map_rate": rate}
+def settings(root: pathlib.Path) -> dict:
+    """The bench's settings, on top of the shipped defaults."""
+    raw = str(root / "raw")
+    return {
+        "data_roots": {"LATISS": raw, "LSSTComCam": raw, "LSSTCam": raw},
+        "raw_wait_timeout": 1.0,
+        "worker_memory_limit": "2GB",
+        "max_queue_length": 5000,
+        "default_time_limit": 60.0,
+        "pipelines": {},
+        "output_root": str(root / "products"),
+    }
 
 
 async def csc_dispatch(n: int, burst: int, root: pathlib.Path) -> dict:
     config_dir = root / "config"
-    config_dir.mkdir(parents=True)
-    config = yaml.safe_load(default_config_path().read_text())
-    config.update(yaml.safe_load(CONFIG.format(root=root)))
-    (config_dir / "_init.yaml").write_text(yaml.safe_dump(config))
+    write_csc_config(config_dir, settings(root))
     exe = pathlib.Path(sys.executable).parent / "run_rapid_analysis"
     process = await asyncio.create_subprocess_exec(
         str(exe),
@@ -106,13 +62,7 @@ async def csc_dispatch(n: int, burst: int, root: pathlib.Path) -> dict:
     try:
         include = ["summaryState", "jobResult"]
         async with sal.Domain() as domain, sal.Remote(domain, "RapidAnalysis", 1, include=include) as remote:
-            deadline = time.monotonic() + 60
-            while True:
-                state = await remote.evt_summaryState.next(flush=False, timeout=60)
-                if state.summaryState == sal.State.ENABLED:
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError("CSC never reached ENABLED")
+            await wait_enabled(remote, timeout=60)
             data_id = json.dumps({"obsid": "AT_O_20251115_000001"})
             to_running, acks = [], []
             for i in range(n + 10):
@@ -169,7 +119,8 @@ def main() -> None:
     set_random_lsst_dds_partition_prefix()
     os.environ["LSST_SITE"] = "bench"
     with tempfile.TemporaryDirectory() as tmp:
-        bare = asyncio.run(bare_dask(args.jobs, args.burst))
+        round_trips, map_rate = asyncio.run(bare_dask_round_trips(args.jobs, args.burst))
+        bare = {"round_trips": round_trips, "map_rate": map_rate}
         csc = asyncio.run(csc_dispatch(args.jobs, args.burst, pathlib.Path(tmp)))
     bare_p50 = statistics.median(bare["round_trips"])
     run_p50 = statistics.median(csc["to_running"])

@@ -1,0 +1,82 @@
+"""What the CSC benchmarks share: the bare-Dask reference, a CSC configuration, waiting for ENABLED.
+
+Imported by the scripts in this directory (``python bench/<script>.py`` puts it on the path).
+"""
+
+from __future__ import annotations
+
+import pathlib
+import time
+from typing import Any
+
+import yaml
+from distributed import Client, LocalCluster
+
+from lsst.ts.rapidanalysis import sal
+from lsst.ts.rapidanalysis.csc import default_config_path
+
+__all__ = ["percentile", "bare_dask_round_trips", "write_csc_config", "wait_enabled"]
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The value below which ``fraction`` of ``values`` lie (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def trivial(x: int) -> int:
+    return x + 1
+
+
+async def bare_dask_round_trips(n: int, burst: int = 0) -> tuple[list[float], float | None]:
+    """The reference: ``await client.submit(trivial)`` round trips on a LocalCluster of 2 worker processes.
+
+    Returns the ``n`` round trips (s; 20 warm-up ones not counted) and, if ``burst`` > 0, the rate
+    (tasks/s) of a ``client.map`` of ``burst`` trivial tasks.
+    """
+    async with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            asynchronous=True,
+        ) as cluster,
+        Client(cluster, asynchronous=True) as client,
+    ):
+        await client.wait_for_workers(2)
+        times = []
+        for i in range(n + 20):
+            t0 = time.perf_counter()
+            await client.submit(trivial, i, pure=False)
+            if i >= 20:
+                times.append(time.perf_counter() - t0)
+        rate = None
+        if burst > 0:
+            t0 = time.perf_counter()
+            await client.gather(client.map(trivial, range(burst), pure=False))
+            rate = burst / (time.perf_counter() - t0)
+    return times, rate
+
+
+def write_csc_config(config_dir: pathlib.Path, settings: dict[str, Any]) -> pathlib.Path:
+    """Write ``_init.yaml``: the shipped defaults with ``settings`` on top (new keys need no edit here)."""
+    config = yaml.safe_load(default_config_path().read_text())
+    for key, value in settings.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
+    config_dir.mkdir(parents=True, exist_ok=True)
+    path = config_dir / "_init.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+async def wait_enabled(remote: sal.Remote, timeout: float = 120.0) -> None:
+    """Wait for the CSC's summaryState to say ENABLED."""
+    deadline = time.monotonic() + timeout
+    while (await remote.evt_summaryState.next(flush=False, timeout=timeout)).summaryState != sal.State.ENABLED:
+        if time.monotonic() > deadline:
+            raise RuntimeError("CSC never reached ENABLED")
