@@ -7,10 +7,42 @@ import pathlib
 
 from lsst.ts.rapidanalysis.data.camera import get_instrument
 from lsst.ts.rapidanalysis.data.data_id import parse_data_id
-from lsst.ts.rapidanalysis.dispatch.job_manager import JobManager
+from lsst.ts.rapidanalysis.dispatch.job_manager import JobCallback, JobManager
 from lsst.ts.rapidanalysis.dispatch.jobs import Job, JobState, Trigger, new_job_id
 from lsst.ts.rapidanalysis.dispatch.pool import WorkerPool
 from lsst.ts.rapidanalysis.sal import current_tai
+
+
+async def no_inputs(job: Job) -> list[str]:
+    return []
+
+
+def make_manager(pool: WorkerPool, tmp_path: pathlib.Path, on_job_done: JobCallback) -> JobManager:
+    return JobManager(
+        pool=pool,
+        max_queue_length=10,
+        resolve_inputs=no_inputs,
+        on_job_done=on_job_done,
+        output_dir_for=lambda job: str(tmp_path / job.job_id),
+        simulation_mode=True,
+    )
+
+
+def sleep_jobs(n: int, **config: float) -> list[Job]:
+    """``n`` test.sleep jobs on one LATISS image."""
+    data_id = parse_data_id('{"obsid": "AT_O_20251115_000001"}', get_instrument("LATISS"))
+    return [
+        Job(
+            job_id=new_job_id(),
+            pipeline="test.sleep",
+            data_id=data_id,
+            config=dict(config),
+            trigger=Trigger.COMMAND,
+            time_limit=30,
+            submit_time=current_tai(),
+        )
+        for _ in range(n)
+    ]
 
 
 async def test_stop_while_running_jobs_end_meanwhile(tmp_path: pathlib.Path) -> None:
@@ -27,31 +59,9 @@ async def test_stop_while_running_jobs_end_meanwhile(tmp_path: pathlib.Path) -> 
         ended.append(job)
         await asyncio.sleep(0.4)  # the CSC's database writes and events take time under load
 
-    async def no_inputs(job: Job) -> list[str]:
-        return []
-
-    manager = JobManager(
-        pool=pool,
-        max_queue_length=10,
-        resolve_inputs=no_inputs,
-        on_job_done=published,
-        output_dir_for=lambda job: str(tmp_path / job.job_id),
-        simulation_mode=True,
-    )
+    manager = make_manager(pool, tmp_path, published)
     manager.start()
-    data_id = parse_data_id('{"obsid": "AT_O_20251115_000001"}', get_instrument("LATISS"))
-    jobs = [
-        Job(
-            job_id=new_job_id(),
-            pipeline="test.sleep",
-            data_id=data_id,
-            config={"duration": 0.6, "check_interval": 0.05},
-            trigger=Trigger.COMMAND,
-            time_limit=30,
-            submit_time=current_tai(),
-        )
-        for _ in range(4)
-    ]
+    jobs = sleep_jobs(4, duration=0.6, check_interval=0.05)
     try:
         for job in jobs:
             manager.submit(job)
@@ -82,30 +92,8 @@ async def test_slot_freed_before_publication(tmp_path: pathlib.Path) -> None:
             await asyncio.sleep(3.0)
             started_during_publication.append(jobs[0].state != JobState.QUEUED)
 
-    async def no_inputs(job: Job) -> list[str]:
-        return []
-
-    manager = JobManager(
-        pool=pool,
-        max_queue_length=10,
-        resolve_inputs=no_inputs,
-        on_job_done=published,
-        output_dir_for=lambda job: str(tmp_path / job.job_id),
-        simulation_mode=True,
-    )
-    data_id = parse_data_id('{"obsid": "AT_O_20251115_000001"}', get_instrument("LATISS"))
-    jobs = [
-        Job(
-            job_id=new_job_id(),
-            pipeline="test.sleep",
-            data_id=data_id,
-            config={"duration": 0.2},
-            trigger=Trigger.COMMAND,
-            time_limit=30,
-            submit_time=current_tai(),
-        )
-        for _ in range(2)
-    ]
+    manager = make_manager(pool, tmp_path, published)
+    jobs = sleep_jobs(2, duration=0.2)
     try:
         for job in jobs:
             manager.submit(job)
