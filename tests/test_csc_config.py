@@ -49,6 +49,17 @@ class CscConfigTestCase(RapidAnalysisTestMixin, BaseCscTestCase, unittest.Isolat
             )
             await self.start_fails("invalid_wrong_type.yaml", "n_workers: 'two' is not of type 'integer'")
             await self.start_fails("invalid_unset_env.yaml", "output_root", "$RA_TEST_UNDEFINED_VARIABLE is not set")
+            await self.start_fails(
+                "invalid_autonomous_pipelines.yaml",
+                "autonomous.file_pipelines: pipeline 'sfm_gather' is run by the CSC itself",
+            )
+            await self.start_fails(
+                "invalid_autonomous_unknown.yaml",
+                "autonomous.science_pipelines: Unknown pipeline 'no.such.pipeline'",
+            )
+            await self.start_fails(
+                "invalid_autonomous_file_root.yaml", "autonomous.file_root", "$RA_TEST_UNDEFINED_VARIABLE is not set"
+            )
             await self.start_fails("no_such_override.yaml", "no_such_override.yaml not found")
             await self.start_fails("../RapidAnalysis/synchronous.yaml", "must be a file name")
             # The variable every path of the test configuration uses.

@@ -176,7 +176,22 @@ class RapidAnalysisCsc(ConfigurableCsc):
         if not database_url:
             database_url = f"sqlite:///{config.output_root / 'results.sqlite3'}"
         config.database_url = database_url
+        self._configure_autonomous(config)
         self.config = config
+
+    def _configure_autonomous(self, config: types.SimpleNamespace) -> None:
+        """Check the autonomous settings' pipelines and expand ``file_root`` (into ``config.file_root``)."""
+        settings = config.autonomous
+        for field in ("science_pipelines", "dispersed_pipelines", "calibration_pipelines", "file_pipelines"):
+            for name in settings.get(field, []):
+                try:
+                    pipeline = self.registry.get(name)
+                except ValueError as e:
+                    raise ExpectedError(f"autonomous.{field}: {e}") from None
+                if pipeline.internal:
+                    raise ExpectedError(f"autonomous.{field}: pipeline {name!r} is run by the CSC itself")
+        file_root = settings.get("file_root", "")
+        config.file_root = pathlib.Path(_expand(file_root, "autonomous.file_root")) if file_root else config.data_root
 
     # -- state --
 
@@ -211,16 +226,14 @@ class RapidAnalysisCsc(ConfigurableCsc):
         autonomous_settings = AutonomousSettings(
             **{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items() if k in known}
         )
-        self._check_autonomous_pipelines(autonomous_settings)
         generators = list(settings.get("generators", []))
-        file_store, file_store_problem = self._file_store(settings.get("file_root", ""))
+        file_store = RawStore(self.config.file_root, self.instrument)
         self.dispatcher = AutonomousDispatcher(
             self,
             self.selector,
             autonomous_settings,
             log=self.log,
             file_store=file_store,
-            file_store_problem=file_store_problem,
         )
         self.dispatcher.start()
         self.image_listener = ImageListener(
@@ -237,40 +250,9 @@ class RapidAnalysisCsc(ConfigurableCsc):
             self.log.info(
                 "Autonomous processing: files from %s under %s go to %s",
                 ", ".join(generators),
-                file_store.root if file_store is not None else "(no usable file_root)",
+                file_store.root,
                 ", ".join(autonomous_settings.file_pipelines) or "no pipeline (file_pipelines is empty)",
             )
-
-    def _file_store(self, file_root: str) -> tuple[RawStore | None, str]:
-        """Where generator files must be (``autonomous.file_root``, default ``data_root``); or why nowhere.
-
-        A file_root that cannot be expanded does not stop autonomous processing: it is reported
-        now, and each generator file is dropped with the reason.
-        """
-        assert self.config is not None
-        try:
-            root = pathlib.Path(_expand(file_root, "autonomous.file_root")) if file_root else self.config.data_root
-        except ExpectedError as e:
-            problem = f"autonomous.file_root is unusable: {e}"
-            self.log.error("%s; files from generators will be dropped", problem)
-            return None, problem
-        return RawStore(root, self.instrument), ""
-
-    def _check_autonomous_pipelines(self, settings: AutonomousSettings) -> None:
-        """Say at once (an error line each) which configured autonomous pipelines cannot run.
-
-        Autonomous processing starts anyway; each image's or file's jobs of such a pipeline are
-        reported as not dispatched.
-        """
-        for field in ("science_pipelines", "dispersed_pipelines", "calibration_pipelines", "file_pipelines"):
-            for name in getattr(settings, field):
-                try:
-                    pipeline = self.registry.get(name)
-                except ValueError as e:
-                    self.log.error("autonomous.%s: %s", field, e)
-                    continue
-                if pipeline.internal:
-                    self.log.error("autonomous.%s: pipeline %r is run by the CSC itself", field, name)
 
     async def _stop_autonomous(self) -> None:
         if self.image_listener is not None:

@@ -252,9 +252,7 @@ class AutonomousDispatcher:
     log : `logging.Logger`, optional
     file_store : `RawStore`, optional
         Rooted where generator files must be (``autonomous.file_root``); None: every generator
-        file is dropped, with ``file_store_problem`` as the reason.
-    file_store_problem : `str`
-        Why there is no ``file_store``.
+        file is dropped, saying so.
     """
 
     def __init__(
@@ -265,7 +263,6 @@ class AutonomousDispatcher:
         log: logging.Logger | None = None,
         *,
         file_store: RawStore | None = None,
-        file_store_problem: str = "",
     ) -> None:
         self.host = host
         self.selector = selector
@@ -286,7 +283,6 @@ class AutonomousDispatcher:
         self.n_images = 0
         # Generator files: kept apart from the instrument's images (see the module docstring).
         self.file_store = file_store
-        self.file_store_problem = file_store_problem
         self.files: collections.OrderedDict[str, _File] = collections.OrderedDict()
         self._file_job: dict[str, str] = {}
         self.n_files = 0
@@ -382,7 +378,7 @@ class AutonomousDispatcher:
         try:
             check_file_id(arrival.image_name)
             if self.file_store is None:
-                raise ValueError(self.file_store_problem or "no file root is configured")
+                raise ValueError("no file root is configured")
             path = await asyncio.to_thread(resolve_file, arrival.url, self.file_store)
         except ValueError as e:
             self._drop_file(arrival, str(e))
