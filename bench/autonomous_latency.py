@@ -35,11 +35,10 @@ import json
 import os
 import pathlib
 import statistics
-import sys
 import tempfile
 import time
 
-from benchlib import bare_dask_round_trips, percentile, wait_enabled, write_csc_config
+from benchlib import bare_dask_round_trips, percentile, start_csc, wait_enabled, write_csc_config
 from lsst.ts.rapidanalysis import sal
 from lsst.ts.rapidanalysis.data.camera import get_instrument
 from lsst.ts.rapidanalysis.data.data_id import parse_data_id
@@ -103,18 +102,7 @@ async def autonomous(n: int, root: pathlib.Path) -> dict:
     writer = StreamWriter("LSSTComCam", root / "raw", scale=0.2, n_templates=1, write_truth=False, eager=False)
     writer.prepare("OBJECT", EXP_TIME)
     store = RawStore(root / "raw", get_instrument("LSSTComCam"))
-    exe = pathlib.Path(sys.executable).parent / "run_rapid_analysis"
-    process = await asyncio.create_subprocess_exec(
-        str(exe),
-        str(INDEX),
-        "--simulate",
-        "--configdir",
-        str(config_dir),
-        "--state",
-        "enabled",
-        stdin=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    process = await start_csc(INDEX, config_dir)
     camera = CameraSimulator(
         "LSSTComCam", writer=writer.write_exposure, time_scale=TIME_SCALE, initial_state=sal.State.ENABLED
     )

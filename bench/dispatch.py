@@ -21,11 +21,10 @@ import json
 import os
 import pathlib
 import statistics
-import sys
 import tempfile
 import time
 
-from benchlib import bare_dask_round_trips, percentile, wait_enabled, write_csc_config
+from benchlib import bare_dask_round_trips, percentile, start_csc, wait_enabled, write_csc_config
 from lsst.ts.rapidanalysis import sal
 from lsst.ts.rapidanalysis.sal.testutils import set_random_lsst_dds_partition_prefix
 
@@ -47,18 +46,7 @@ def settings(root: pathlib.Path) -> dict:
 async def csc_dispatch(n: int, burst: int, root: pathlib.Path) -> dict:
     config_dir = root / "config"
     write_csc_config(config_dir, settings(root))
-    exe = pathlib.Path(sys.executable).parent / "run_rapid_analysis"
-    process = await asyncio.create_subprocess_exec(
-        str(exe),
-        "1",
-        "--simulate",
-        "--configdir",
-        str(config_dir),
-        "--state",
-        "enabled",
-        stdin=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    process = await start_csc(1, config_dir)
     try:
         include = ["summaryState", "jobResult"]
         async with sal.Domain() as domain, sal.Remote(domain, "RapidAnalysis", 1, include=include) as remote:
