@@ -15,6 +15,7 @@ import os
 import pathlib
 import re
 import types
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -39,7 +40,7 @@ from .dispatch.gather import Gatherer, VisitGather
 from .dispatch.job_manager import JobManager, QueueFullError
 from .dispatch.jobs import Job, JobState, Trigger, new_job_id
 from .dispatch.pool import PoolLostError, WorkerPool
-from .pipelines.base import PipelineError
+from .pipelines.base import Pipeline, PipelineError
 from .pipelines.fits_input import read_primary_header
 from .pipelines.mount_torque import read_exposure_window
 from .pipelines.registry import PipelineRegistry
@@ -355,34 +356,12 @@ class RapidAnalysisCsc(ConfigurableCsc):
         except DataIdError as e:
             raise ExpectedError(f"bad dataId: {e}") from None
         try:
-            pipeline = self.registry.get(data.pipeline)
-        except ValueError as e:
-            raise ExpectedError(str(e)) from None
-        if pipeline.internal:
-            raise ExpectedError(f"pipeline {pipeline.name!r} is run by the CSC itself; it cannot be requested")
-        try:
             override = json.loads(data.config) if data.config.strip() else {}
         except json.JSONDecodeError as e:
             raise ExpectedError(f"config is not valid JSON ({e.msg} at character {e.pos})") from None
         if not isinstance(override, dict):
             raise ExpectedError(f"config must be a JSON object of pipeline settings, not {data.config[:80]!r}")
-        defaults = self.config.pipelines.get(pipeline.name, {})
-        try:
-            validated = pipeline.make_config(defaults.get("config", {}), override)
-        except ValueError as e:
-            raise ExpectedError(str(e)) from None
-
-        def job(job_data_id: Any) -> Job:
-            return Job(
-                job_id=new_job_id(),
-                pipeline=pipeline.name,
-                data_id=job_data_id,
-                config=validated.model_dump(mode="json"),
-                trigger=trigger,
-                time_limit=float(defaults.get("time_limit", self.config.default_time_limit)),
-                submit_time=current_tai(),
-            )
-
+        pipeline, job = self._job_maker(data.pipeline, override, trigger)
         if not pipeline.per_detector:
             return [job(data_id)], None
         if data_id.obsid is None:
@@ -591,6 +570,45 @@ class RapidAnalysisCsc(ConfigurableCsc):
             job.priority = priority
         return jobs, visit
 
+    def _job_maker(self, name: str, override: dict[str, Any], trigger: Trigger) -> tuple[Pipeline, Callable[..., Job]]:
+        """A requestable pipeline and a maker of its jobs, with the configuration validated once.
+
+        ``job(data_id, **fields)`` makes one job; ``fields`` are other `Job` fields (priority, inputs).
+
+        Raises
+        ------
+        ExpectedError
+            Unknown or CSC-internal pipeline, or a configuration the pipeline rejects.
+        """
+        assert self.config is not None
+        config = self.config
+        try:
+            pipeline = self.registry.get(name)
+        except ValueError as e:
+            raise ExpectedError(str(e)) from None
+        if pipeline.internal:
+            raise ExpectedError(f"pipeline {pipeline.name!r} is run by the CSC itself; it cannot be requested")
+        defaults = config.pipelines.get(pipeline.name, {})
+        try:
+            validated = pipeline.make_config(defaults.get("config", {}), override)
+        except ValueError as e:
+            raise ExpectedError(str(e)) from None
+        time_limit = float(defaults.get("time_limit", config.default_time_limit))
+
+        def job(data_id: DataId, **fields: Any) -> Job:
+            return Job(
+                job_id=new_job_id(),
+                pipeline=pipeline.name,
+                data_id=data_id,
+                config=validated.model_dump(mode="json"),
+                trigger=trigger,
+                time_limit=time_limit,
+                submit_time=current_tai(),
+                **fields,
+            )
+
+        return pipeline, job
+
     def make_file_jobs(
         self, pipeline: str, image_name: str, path: pathlib.Path, trigger: Trigger, priority: int
     ) -> list[Job]:
@@ -615,38 +633,18 @@ class RapidAnalysisCsc(ConfigurableCsc):
         ExpectedError
             Unknown or internal pipeline, or an id that is not a plain name.
         """
-        assert self.config is not None
         try:
             check_file_id(image_name)
-            spec = self.registry.get(pipeline)
         except ValueError as e:
             raise ExpectedError(str(e)) from None
-        if spec.internal:
-            raise ExpectedError(f"pipeline {spec.name!r} is run by the CSC itself")
-        defaults = self.config.pipelines.get(spec.name, {})
-        try:
-            validated = spec.make_config(defaults.get("config", {}))
-        except ValueError as e:
-            raise ExpectedError(str(e)) from None
+        _, job = self._job_maker(pipeline, {}, trigger)
         # The file's id goes in as obsid: DataId.obsid is "the image name", what Job.image_name,
         # jobResult.imageName and the results database show, and jobResult.dataId then reads
         # {"obsid": "GC101_O_20251115_000001"}, which is true of the file (groupId would claim a
         # timestamp). The id is checked to be a plain name because it also names the job's product
         # directory. Nothing reads raws by this obsid: the job's inputs are set here, so
         # _resolve_inputs returns them without asking the raw store.
-        return [
-            Job(
-                job_id=new_job_id(),
-                pipeline=spec.name,
-                data_id=DataId(self.instrument.name, obsid=image_name),
-                config=validated.model_dump(mode="json"),
-                trigger=trigger,
-                time_limit=float(defaults.get("time_limit", self.config.default_time_limit)),
-                submit_time=current_tai(),
-                priority=priority,
-                inputs=[str(path)],
-            )
-        ]
+        return [job(DataId(self.instrument.name, obsid=image_name), priority=priority, inputs=[str(path)])]
 
     def submit_jobs(self, jobs: list[Job], visit: VisitGather | None, *, ignore_limit: bool) -> None:
         """Queue jobs (and their visit's gather)."""
