@@ -38,7 +38,7 @@ import statistics
 import tempfile
 import time
 
-from benchlib import bare_dask_round_trips, percentile, start_csc, wait_enabled, write_csc_config
+from benchlib import bare_dask_round_trips, percentile, wait_enabled, write_csc_config
 from lsst.ts.rapidanalysis import sal
 from lsst.ts.rapidanalysis.data.camera import get_instrument
 from lsst.ts.rapidanalysis.data.data_id import parse_data_id
@@ -46,6 +46,7 @@ from lsst.ts.rapidanalysis.data.raw_store import RawStore
 from lsst.ts.rapidanalysis.results.database import open_results
 from lsst.ts.rapidanalysis.sal.testutils import set_random_lsst_dds_partition_prefix
 from lsst.ts.rapidanalysis.sim.camera_sim import CameraSimulator
+from lsst.ts.rapidanalysis.sim.csc_process import start_rapid_analysis
 from lsst.ts.rapidanalysis.sim.stream import StreamWriter
 
 INDEX = 2  # LSSTComCam: 9 detectors
@@ -102,7 +103,7 @@ async def autonomous(n: int, root: pathlib.Path) -> dict:
     writer = StreamWriter("LSSTComCam", root / "raw", scale=0.2, n_templates=1, write_truth=False, eager=False)
     writer.prepare("OBJECT", EXP_TIME)
     store = RawStore(root / "raw", get_instrument("LSSTComCam"))
-    process = await start_csc(INDEX, config_dir)
+    process = await start_rapid_analysis(INDEX, config_dir, simulate=True)
     camera = CameraSimulator(
         "LSSTComCam", writer=writer.write_exposure, time_scale=TIME_SCALE, initial_state=sal.State.ENABLED
     )

@@ -5,9 +5,7 @@ Imported by the scripts in this directory (``python bench/<script>.py`` puts it 
 
 from __future__ import annotations
 
-import asyncio
 import pathlib
-import sys
 import time
 from typing import Any
 
@@ -17,7 +15,7 @@ from distributed import Client, LocalCluster
 from lsst.ts.rapidanalysis import sal
 from lsst.ts.rapidanalysis.csc import default_config_path
 
-__all__ = ["percentile", "bare_dask_round_trips", "write_csc_config", "start_csc", "wait_enabled"]
+__all__ = ["percentile", "bare_dask_round_trips", "write_csc_config", "wait_enabled"]
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -74,22 +72,6 @@ def write_csc_config(config_dir: pathlib.Path, settings: dict[str, Any]) -> path
     path = config_dir / "_init.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-async def start_csc(index: int, config_dir: pathlib.Path) -> asyncio.subprocess.Process:
-    """``run_rapid_analysis INDEX --simulate`` in its own process, configured from ``config_dir``, going ENABLED."""
-    exe = pathlib.Path(sys.executable).parent / "run_rapid_analysis"
-    return await asyncio.create_subprocess_exec(
-        str(exe),
-        str(index),
-        "--simulate",
-        "--configdir",
-        str(config_dir),
-        "--state",
-        "enabled",
-        stdin=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
 
 
 async def wait_enabled(remote: sal.Remote, timeout: float = 120.0) -> None:

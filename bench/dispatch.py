@@ -24,9 +24,10 @@ import statistics
 import tempfile
 import time
 
-from benchlib import bare_dask_round_trips, percentile, start_csc, wait_enabled, write_csc_config
+from benchlib import bare_dask_round_trips, percentile, wait_enabled, write_csc_config
 from lsst.ts.rapidanalysis import sal
 from lsst.ts.rapidanalysis.sal.testutils import set_random_lsst_dds_partition_prefix
+from lsst.ts.rapidanalysis.sim.csc_process import start_rapid_analysis
 
 
 def settings(root: pathlib.Path) -> dict:
@@ -46,7 +47,7 @@ def settings(root: pathlib.Path) -> dict:
 async def csc_dispatch(n: int, burst: int, root: pathlib.Path) -> dict:
     config_dir = root / "config"
     write_csc_config(config_dir, settings(root))
-    process = await start_csc(1, config_dir)
+    process = await start_rapid_analysis(1, config_dir, simulate=True)
     try:
         include = ["summaryState", "jobResult"]
         async with sal.Domain() as domain, sal.Remote(domain, "RapidAnalysis", 1, include=include) as remote:

@@ -76,6 +76,7 @@ from lsst.ts.rapidanalysis import sal
 from lsst.ts.rapidanalysis.data.camera import get_instrument
 from lsst.ts.rapidanalysis.sal.testutils import set_random_lsst_dds_partition_prefix
 from lsst.ts.rapidanalysis.sim.camera_sim import CameraSimulator
+from lsst.ts.rapidanalysis.sim.csc_process import start_rapid_analysis
 from lsst.ts.rapidanalysis.sim.stream import StreamWriter
 
 INSTRUMENT = get_instrument("LSSTCam")
@@ -335,27 +336,6 @@ def _load1() -> float:
         return float("nan")
 
 
-async def _start_csc(
-    config_dir: pathlib.Path, log_path: pathlib.Path, loglevel: int | None = None
-) -> asyncio.subprocess.Process:
-    exe = pathlib.Path(sys.executable).parent / "run_rapid_analysis"
-    extra = ["--loglevel", str(loglevel)] if loglevel is not None else []
-    with log_path.open("w") as log_file:
-        return await asyncio.create_subprocess_exec(
-            str(exe),
-            str(SAL_INDEX),
-            "--configdir",
-            str(config_dir),
-            "--state",
-            "enabled",
-            *extra,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=log_file,
-            start_new_session=True,  # Ctrl-C reaches the bench only; the bench shuts the CSC down
-        )
-
-
 def _log_tail(log_path: pathlib.Path, n: int = 15) -> str:
     try:
         return "\n".join(log_path.read_text(errors="replace").splitlines()[-n:])
@@ -512,7 +492,10 @@ async def run_mode(mode: str, args: argparse.Namespace, workdir: pathlib.Path) -
     render = writer.prepare("OBJECT", EXP_TIME)
     say(f"raw templates (OBJECT, {EXP_TIME:g} s, {args.n_templates} per type) rendered in {render:.1f} s")
 
-    process = await _start_csc(config_dir, log_path, args.csc_loglevel)
+    # Its own session: Ctrl-C reaches the bench only, and the bench shuts the CSC down.
+    process = await start_rapid_analysis(
+        SAL_INDEX, config_dir, log_path=log_path, loglevel=args.csc_loglevel, new_session=True
+    )
     camera: CameraSimulator | None = None
     try:
         async with sal.Domain() as domain:

@@ -16,12 +16,12 @@ import asyncio
 import json
 import os
 import pathlib
-import sys
 import time
 
 from ..data.camera import get_instrument
 from ..sal import Domain, Remote, State, set_summary_state
 from ..sal.testutils import set_random_lsst_dds_partition_prefix
+from .csc_process import start_rapid_analysis
 
 __all__ = ["add_demo_arguments", "run_demo_command", "DemoObservation"]
 
@@ -138,24 +138,6 @@ def _say(message: str) -> None:
     print(message, flush=True)
 
 
-async def _start_rapid_analysis(
-    index: int, config_dir: pathlib.Path, log_path: pathlib.Path
-) -> asyncio.subprocess.Process:
-    exe = pathlib.Path(sys.executable).parent / "run_rapid_analysis"
-    log_file = log_path.open("w")
-    return await asyncio.create_subprocess_exec(
-        str(exe),
-        str(index),
-        "--configdir",
-        str(config_dir),
-        "--state",
-        "enabled",
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=log_file,
-        stderr=log_file,
-    )
-
-
 async def _await_state(remote: Remote, state: State, timeout: float) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -186,7 +168,9 @@ async def run_demo(args: argparse.Namespace) -> int:
     writer.prepare("BIAS", 0.0)
     writer.prepare("OBJECT", args.exp_time)
     _say(f"1. Raw templates rendered ({time.monotonic() - t0:.1f} s)")
-    ra_process = await _start_rapid_analysis(int(instrument.sal_index), config_dir, workdir / "rapid_analysis.log")
+    ra_process = await start_rapid_analysis(
+        int(instrument.sal_index), config_dir, log_path=workdir / "rapid_analysis.log"
+    )
     observations: list[DemoObservation] = []
     try:
         telescope = make_telescope(instrument, writer.write_exposure, time_scale=args.time_scale)
