@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import unittest
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -31,6 +33,15 @@ class AutonomousCscTestCase(RapidAnalysisTestMixin, BaseCscTestCase, unittest.Is
         remote = Remote(camera.salinfo.domain, "CCCamera", include=[])
         await asyncio.wait_for(remote.start_task, STD_TIMEOUT)
         return camera, remote
+
+    async def job_results_until(self, done: Callable[[list[Any]], bool], timeout: float) -> list[Any]:
+        """jobResults, in order, until ``done(results)``; fails (showing them) after ``timeout`` s."""
+        results: list[Any] = []
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not done(results):
+            assert asyncio.get_running_loop().time() < deadline, [(r.imageName, r.trigger) for r in results]
+            results.append(await self.next_job_result(timeout=60))
+        return results
 
     async def take(self, remote: Remote, exp_time: float = 2.0, n: int = 1) -> None:
         await remote.cmd_takeImages.set_start(
@@ -161,14 +172,12 @@ class AutonomousCscTestCase(RapidAnalysisTestMixin, BaseCscTestCase, unittest.Is
                 gathered = await self.remote.evt_visitGathered.next(flush=False, timeout=90)
                 assert gathered.nExpected == 4, gathered
                 # Then, the pool idle, the other 5 detectors of that image come, as catch-up.
-                catchup = []
-                deadline = asyncio.get_running_loop().time() + 90
-                while len(catchup) < 5 and asyncio.get_running_loop().time() < deadline:
-                    result = await self.next_job_result(timeout=60)
-                    if result.trigger == "catchup":
-                        assert result.success and result.imageName == gathered.imageName, result
-                        catchup.append(json.loads(result.dataId)["detectors"][0])
-                assert sorted(catchup) == [0, 2, 4, 6, 8]
+                results = await self.job_results_until(
+                    lambda results: sum(r.trigger == "catchup" for r in results) >= 5, timeout=90
+                )
+                catchup = [r for r in results if r.trigger == "catchup"]
+                assert all(r.success and r.imageName == gathered.imageName for r in catchup), catchup
+                assert sorted(json.loads(r.dataId)["detectors"][0] for r in catchup) == [0, 2, 4, 6, 8]
         finally:
             await camera_remote.close()
             await camera.close()
@@ -179,11 +188,9 @@ class AutonomousCscTestCase(RapidAnalysisTestMixin, BaseCscTestCase, unittest.Is
             async with self.enabled_csc(warm=True, override="autonomous_catchup_stats.yaml"):
                 await self.take(camera_remote, exp_time=0.5, n=2)
                 # Each image: 4 checkerboard detectors, then its 5 others as catch-up, all image_stats.
-                results = []
-                deadline = asyncio.get_running_loop().time() + 120
-                while sum(r.trigger == "catchup" for r in results) < 10:
-                    assert asyncio.get_running_loop().time() < deadline, [(r.imageName, r.trigger) for r in results]
-                    results.append(await self.next_job_result(timeout=60))
+                results = await self.job_results_until(
+                    lambda results: sum(r.trigger == "catchup" for r in results) >= 10, timeout=120
+                )
                 assert all(r.pipeline == "image_stats" and r.success for r in results), [
                     (r.pipeline, r.errorReport) for r in results
                 ]
