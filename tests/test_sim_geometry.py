@@ -82,9 +82,14 @@ def test_agrees_with_fits_factory(detector_type: str, scale: float) -> None:
 
 
 def test_flips_place_first_read_pixel() -> None:
-    """The first pixel read by each amp is at its DETSEC start corner."""
-    for detector_type in ("E2V", "ITL"):
+    """The first pixel read by each amp is at its header DETSEC start corner, counted upside down.
+
+    The DM orientation (obs_lsst cameraGeom, DM-36115) is the header-DETSEC image flipped in y:
+    row ``y`` (1-based) of DETSEC is row ``H + 1 - y`` of ours.
+    """
+    for detector_type in ("E2V", "ITL", "ITL_WF"):
         geom = get_geometry(detector_type)
+        height = geom.shape[0]
         amps = {}
         for amp in geom.amps:
             data = np.zeros(amp.data.shape, dtype=np.int32)
@@ -97,12 +102,14 @@ def test_flips_place_first_read_pixel() -> None:
         for amp in geom.amps:
             row, col = where[amp.hdu]
             detsec = parse_section(amp.detsec)
-            assert (col + 1, row + 1) == (detsec.x_start, detsec.y_start), amp.name
-    # E2V top row: y flipped only; ITL top row: both flipped (the reference's "E2V top row is y-flipped only").
+            assert (col + 1, height - row) == (detsec.x_start, detsec.y_start), amp.name
+    # C1k on top, read from the top edge; C0k below, read from the bottom edge.
     e2v, itl = get_geometry("E2V"), get_geometry("ITL")
-    assert (e2v.amp("C00").flip_x, e2v.amp("C00").flip_y) == (False, True)
-    assert (itl.amp("C00").flip_x, itl.amp("C00").flip_y) == (True, True)
-    assert (e2v.amp("C10").flip_x, e2v.amp("C10").flip_y) == (True, False)
+    assert (e2v.amp("C00").flip_x, e2v.amp("C00").flip_y) == (False, False)
+    assert (itl.amp("C00").flip_x, itl.amp("C00").flip_y) == (True, False)
+    assert (e2v.amp("C10").flip_x, e2v.amp("C10").flip_y) == (True, True)
+    assert (itl.amp("C10").flip_x, itl.amp("C10").flip_y) == (True, True)
+    assert e2v.amp("C10").detector_box.y0 == 2002 and e2v.amp("C00").detector_box.y0 == 0
     # C10 and C00 are at the left (x = 1), C17 and C07 at the right.
     assert e2v.amp("C10").detector_box.x0 == 0 and e2v.amp("C07").detector_box.x1 == 4096
 

@@ -35,8 +35,11 @@ class _Amp:
         self.header, self.data = header, data
 
 
-def isr_electrons(path: pathlib.Path) -> tuple[np.ndarray, dict[str, Any]]:
-    """Per-row serial-overscan median (skipping 3 columns each side) subtracted, times GAIN, assembled by DETSEC."""
+def isr_electrons(path: pathlib.Path, gains: dict[str, float]) -> tuple[np.ndarray, dict[str, Any]]:
+    """Per-row serial-overscan median (skipping 3 columns each side) subtracted, times the amp's gain, assembled.
+
+    ``gains`` by amp name (``C10``): real raws, and so ours, carry no GAIN card.
+    """
     amps = []
     with fits.open(path) as hdul:
         primary = hdul[0].header
@@ -50,8 +53,13 @@ def isr_electrons(path: pathlib.Path) -> tuple[np.ndarray, dict[str, Any]]:
             height = data.shape[0] - geom.amps[0].parallel_overscan.height
             overscan = np.median(data[:height, x0 + OVERSCAN_SKIP : data.shape[1] - OVERSCAN_SKIP], axis=1)
             data[:height] -= overscan[:, None]
-            amps.append(_Amp(hdu.header, data * hdu.header["GAIN"]))
+            amps.append(_Amp(hdu.header, data * gains["C" + hdu.header["EXTNAME"][-2:]]))
     return assemble_hdus(amps), dict(primary)
+
+
+def truth_gains(result: SimulatedRaw) -> dict[str, float]:
+    """Each amp's gain, as the simulation's truth has it."""
+    return {name: amp["gain"] for name, amp in result.truth["amps"].items()}
 
 
 def check_headers(path: pathlib.Path, detector_id: int, obsid: str = OBSID, scale: float = 1.0) -> fits.Header:
@@ -77,6 +85,8 @@ def check_headers(path: pathlib.Path, detector_id: int, obsid: str = OBSID, scal
             int(seq),
         )
         assert primary["TIMESYS"] == "TAI" and primary["HEADVER"] == 2 and primary["INSTRUME"] == "LSSTCam"
+        # Like the camera's raws: gains and saturation come from the camera description, not cards.
+        assert not any(k in h.header for h in hdul for k in ("GAIN", "SATURATE", "BIASSEC"))
         assert primary["DETSIZE"] == geom.detsize and primary["CCD_TYPE"] == detector.physical_type
         assert primary["MJD-END"] > primary["MJD-BEG"] or primary["EXPTIME"] == 0
         amp_hdus = [h for h in hdul if h.header.get("XTENSION") in ("IMAGE", "BINTABLE") and "DATASEC" in h.header]
@@ -107,7 +117,7 @@ def fitsverify(path: pathlib.Path) -> None:
 def check_truth_recoverable(result: SimulatedRaw) -> None:
     """ISR of the raw gives back the rendered electrons to within the read noise; stars are where truth says."""
     truth = result.truth
-    image, primary = isr_electrons(result.path)
+    image, primary = isr_electrons(result.path, truth_gains(result))
     rendered = result.rendered
     geom = rendered.geometry
     residual = image - rendered.image
@@ -252,14 +262,14 @@ def test_bias_dark_flat(tmp_path: pathlib.Path) -> None:
         assert header["IMGTYPE"] == img_type and result.truth["img_type"] == img_type
         assert result.refcat_path is None and result.truth["stars"] == {}
     assert fits.getheader(bias.path, 0)["EXPTIME"] == 0.0
-    b, _ = isr_electrons(bias.path)
+    b, _ = isr_electrons(bias.path, truth_gains(bias))
     assert abs(np.mean(b)) < 0.3 and np.std(b) < 8
     with fits.open(bias.path) as hdul:  # raw bias level is the truth's
         level = np.median(hdul["Segment13"].data)
         assert level == pytest.approx(bias.truth["amps"]["C13"]["bias_adu"], abs=2)
-    d, _ = isr_electrons(dark.path)
+    d, _ = isr_electrons(dark.path, truth_gains(dark))
     assert np.median(d) == pytest.approx(0.02 * 30, abs=0.2)
-    f, _ = isr_electrons(flat.path)
+    f, _ = isr_electrons(flat.path, truth_gains(flat))
     response = fits.getdata(flat.path.with_name(flat.path.name + ".response.fits"))
     assert flat.truth["response"]["file"].endswith(".response.fits")
     np.testing.assert_allclose(response, pixel_response(CAMERA, CAMERA.detector(94), scene, scale=0.2))

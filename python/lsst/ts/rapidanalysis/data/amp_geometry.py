@@ -17,19 +17,31 @@ first pixel read of each row, row 0 the first row read)::
 
 The parallel overscan spans the data columns only; the serial overscan spans the data rows only.
 
-Assembly (``DETSEC``; a reversed range is a flip)
-------------------------------------------------
-Amp ``C1k`` (EXTNAME ``Segment1k``, HDU k+1, CHANNEL k+1) is in the bottom row, amp ``C0k``
-(``Segment0k``, HDU 16-k, CHANNEL 16-k) in the top row; with ``w`` x ``h`` the data-section size::
+Assembly: the DM stack's orientation, not the header's ``DETSEC``
+------------------------------------------------------------------
+Detector images here are oriented as the DM stack's cameraGeom assembles them (obs_lsst,
+DM-36115): pixel ``x`` is the serial direction, pixel ``y`` the parallel one, and amp ``C1k``
+(EXTNAME ``Segment1k``, HDU k+1, CHANNEL k+1) is in the **top** row, amp ``C0k`` (``Segment0k``,
+HDU 16-k) in the bottom row. The camera's own ``CCD_SERPAR`` WCS (``CTYPE1B``/``CTYPE2B`` =
+``CCD_S``/``CCD_P``, in every real amp header) says the same: ``Segment1k``'s first row read is
+parallel coordinate 4000, at the top.
 
-    E2V Segment1k  [w(k+1):wk+1, 1:h]         x flipped
-    E2V Segment0k  [wk+1:w(k+1), 2h:h+1]      y flipped only
-    ITL Segment1k  [w(k+1):wk+1, 1:h]         x flipped
-    ITL Segment0k  [w(k+1):wk+1, 2h:h+1]      x and y flipped
+The header ``DETSEC`` the camera writes puts ``Segment1k`` in the *bottom* row instead: the DM
+image is the ``DETSEC`` image flipped upside down. With ``w`` x ``h`` the data-section size and
+``H = 2h`` the detector height (``h`` for ITL_WF)::
 
-So the assembled detector is 4004 x 4096 (rows x cols) for E2V, 4000 x 4072 for ITL and ITL_G,
-and 2000 x 4072 for ITL_WF (8 amps, C10-C17 only). ``DTV1/DTV2/DTM1_1/DTM2_2`` follow the IRAF
-convention ``detector = DTM * image + DTV`` (1-based pixels).
+                 header DETSEC (what the camera writes)      DM placement (what we assemble)
+    E2V C1k      [w(k+1):wk+1, 1:h]       x flipped          rows h..2h, x and y flipped
+    E2V C0k      [wk+1:w(k+1), 2h:h+1]    y flipped          rows 0..h,  no flip
+    ITL C1k      [w(k+1):wk+1, 1:h]       x flipped          rows h..2h, x and y flipped
+    ITL C0k      [w(k+1):wk+1, 2h:h+1]    x and y flipped    rows 0..h,  x flipped
+
+`dm_placement` turns any header ``DETSEC`` into the DM placement (a row ``y`` of the ``DETSEC``
+image is row ``H - 1 - y`` of ours); `AmpGeometry.detsec` is what the camera writes. So the
+assembled detector is 4004 x 4096 (rows x cols) for E2V, 4000 x 4072 for ITL and ITL_G, and
+2000 x 4072 for ITL_WF (8 amps, C10-C17 only). ``DTV1/DTV2/DTM1_1/DTM2_2`` follow the IRAF
+convention ``detector = DTM * image + DTV`` (1-based pixels) of the header ``DETSEC``, as the
+camera writes them.
 
 A ``scale`` below 1 shrinks the data section (for quick tests) while the prescan, the serial
 overscan and the parallel overscan keep their real sizes (as ``tests/fits_factory.py`` does).
@@ -56,7 +68,9 @@ __all__ = [
     "amp_names",
     "assemble",
     "assemble_hdus",
+    "detector_rows_of",
     "disassemble",
+    "dm_placement",
     "format_section",
     "get_geometry",
     "geometry_for_raw_shape",
@@ -208,9 +222,11 @@ class AmpGeometry:
     prescan, data, serial_overscan, parallel_overscan : `Box`
         Regions of the raw amp image. ``parallel_overscan`` spans the data columns.
     detector_box : `Box`
-        Where the data section lands in the assembled detector image.
+        Where the data section lands in the assembled detector image (DM orientation).
     flip_x, flip_y : `bool`
         Whether the data section is mirrored in x (columns) / y (rows) when assembled.
+    detector_rows : `int`
+        Rows of the assembled detector (for the header ``DETSEC``, which counts them upside down).
     gain : `float`
         Default gain (e-/ADU) of the physical type (median of the real amps).
     read_noise : `float`
@@ -229,6 +245,7 @@ class AmpGeometry:
     detector_box: Box
     flip_x: bool
     flip_y: bool
+    detector_rows: int
     gain: float
     read_noise: float
 
@@ -239,21 +256,25 @@ class AmpGeometry:
 
     @property
     def detsec(self) -> str:
-        """``DETSEC`` with reversed ranges for flipped axes, e.g. ``[512:1,1:2002]``."""
+        """The header ``DETSEC`` the camera writes (reversed ranges for flips), e.g. ``[512:1,1:2002]``.
+
+        Its rows count from the other end of the detector than ours (module docstring).
+        """
         b = self.detector_box
+        y0, y1 = self.detector_rows - b.y1, self.detector_rows - b.y0
         xs = (b.x1, b.x0 + 1) if self.flip_x else (b.x0 + 1, b.x1)
-        ys = (b.y1, b.y0 + 1) if self.flip_y else (b.y0 + 1, b.y1)
+        ys = (y0 + 1, y1) if self.flip_y else (y1, y0 + 1)
         return format_section(*xs, *ys)
 
     def mosaic_cards(self) -> dict[str, int]:
-        """``DTV1``, ``DTV2``, ``DTM1_1``, ``DTM2_2`` (IRAF: detector = DTM * image + DTV, 1-based)."""
+        """``DTV1``, ``DTV2``, ``DTM1_1``, ``DTM2_2`` of the header ``DETSEC`` (IRAF: detector = DTM * image + DTV)."""
         detsec = parse_section(self.detsec)
         dx1, dy1 = self.data.x0 + 1, self.data.y0 + 1
         return {
-            "DTV1": detsec.x_start + dx1 if self.flip_x else detsec.x_start - dx1,
-            "DTV2": detsec.y_start + dy1 if self.flip_y else detsec.y_start - dy1,
-            "DTM1_1": -1 if self.flip_x else 1,
-            "DTM2_2": -1 if self.flip_y else 1,
+            "DTV1": detsec.x_start + dx1 if detsec.flip_x else detsec.x_start - dx1,
+            "DTV2": detsec.y_start + dy1 if detsec.flip_y else detsec.y_start - dy1,
+            "DTM1_1": -1 if detsec.flip_x else 1,
+            "DTM2_2": -1 if detsec.flip_y else 1,
         }
 
     def to_detector(self, data_section: np.ndarray) -> np.ndarray:
@@ -329,10 +350,13 @@ def _build(detector_type: str, data_width: int, data_height: int) -> DetectorGeo
     w, h = data_width, data_height
     raw_shape = (h + parallel_os, prescan + w + serial_os)
     gain, noise = _ELECTRONICS[detector_type]
+    names = amp_names(detector_type)
+    rows = h if len(names) == 8 else 2 * h
     amps = []
-    for hdu, name in enumerate(amp_names(detector_type), start=1):
+    for hdu, name in enumerate(names, start=1):
         k = int(name[2])
-        top = name[1] == "0"
+        # DM orientation (module docstring): C1k on top, read from the top edge; C0k below.
+        top = name[1] == "1" and rows == 2 * h
         amps.append(
             AmpGeometry(
                 name=name,
@@ -345,8 +369,9 @@ def _build(detector_type: str, data_width: int, data_height: int) -> DetectorGeo
                 serial_overscan=Box(prescan + w, 0, serial_os, h),
                 parallel_overscan=Box(prescan, h, w, parallel_os),
                 detector_box=Box(w * k, h if top else 0, w, h),
-                flip_x=not (top and design == "E2V"),
-                flip_y=top,
+                flip_x=not (name[1] == "0" and design == "E2V"),
+                flip_y=name[1] == "1",
+                detector_rows=rows,
                 gain=gain,
                 read_noise=noise,
             )
@@ -467,24 +492,63 @@ def disassemble(
     return {getattr(a, key): np.ascontiguousarray(a.from_detector(image)) for a in geom.amps}
 
 
+def detector_rows_of(detsecs: Iterable[Section], detsize: str | None = None) -> int:
+    """Rows of a detector from its ``DETSIZE`` card, else from the union of its amps' ``DETSEC``."""
+    if detsize:
+        try:
+            return parse_section(detsize).box.y1
+        except ValueError:
+            pass
+    return max(d.box.y1 for d in detsecs)
+
+
+def dm_placement(detsec: Section, detector_rows: int) -> tuple[Box, bool, bool]:
+    """Where a header ``DETSEC`` puts an amp's data section in the DM-oriented detector image.
+
+    Parameters
+    ----------
+    detsec : `Section`
+        The amp's header ``DETSEC``.
+    detector_rows : `int`
+        Rows of the detector (`detector_rows_of`).
+
+    Returns
+    -------
+    box : `Box`
+        The rectangle it covers in our image.
+    flip_x, flip_y : `bool`
+        Whether the data section (readout order) is mirrored in x / y there.
+
+    Raises
+    ------
+    ValueError
+        If the ``DETSEC`` reaches past ``detector_rows``.
+    """
+    box = detsec.box
+    if box.y1 > detector_rows:
+        raise ValueError(f"DETSEC rows {box.y0 + 1}-{box.y1} are outside a detector of {detector_rows} rows")
+    return Box(box.x0, detector_rows - box.y1, box.width, box.height), detsec.flip_x, not detsec.flip_y
+
+
 def assemble_hdus(hdus: Iterable[Any], *, fill: float = np.nan) -> np.ndarray:
-    """Assemble amps from their own ``DATASEC`` and ``DETSEC`` headers (any geometry).
+    """Assemble amps from their own ``DATASEC`` and ``DETSEC`` headers (any geometry), DM-oriented.
 
     Parameters
     ----------
     hdus : iterable
         Image HDUs (or objects with ``header`` and ``data``) with ``DATASEC`` and ``DETSEC``;
         others (the primary HDU, tables) are skipped. The detector size is the union of the
-        ``DETSEC`` boxes.
+        ``DETSEC`` boxes (or the amps' ``DETSIZE``).
     fill : `float`
         Value of pixels no amp covers.
 
     Returns
     -------
     image : `numpy.ndarray`
-        float64 detector image.
+        float64 detector image, oriented as the DM stack's cameraGeom (module docstring).
     """
     pieces = []
+    detsize = None
     for hdu in hdus:
         header = getattr(hdu, "header", None)
         if header is None or "DATASEC" not in header or "DETSEC" not in header:
@@ -496,13 +560,14 @@ def assemble_hdus(hdus: Iterable[Any], *, fill: float = np.nan) -> np.ndarray:
         detsec = parse_section(header["DETSEC"])
         if detsec.box.shape != datasec.shape:
             raise ValueError(f"DETSEC {header['DETSEC']} and DATASEC {header['DATASEC']} differ in size")
-        piece = data[datasec.slices][:: -1 if detsec.flip_y else 1, :: -1 if detsec.flip_x else 1]
-        pieces.append((detsec.box, piece))
+        detsize = detsize or header.get("DETSIZE")
+        pieces.append((detsec, data[datasec.slices]))
     if not pieces:
         raise ValueError("no HDU with DATASEC and DETSEC to assemble")
-    rows = max(b.y1 for b, _ in pieces)
-    cols = max(b.x1 for b, _ in pieces)
+    rows = detector_rows_of([d for d, _ in pieces], detsize)
+    cols = max(d.box.x1 for d, _ in pieces)
     image = np.full((rows, cols), fill, dtype=np.float64)
-    for box, piece in pieces:
-        image[box.slices] = piece
+    for detsec, data in pieces:
+        box, flip_x, flip_y = dm_placement(detsec, rows)
+        image[box.slices] = data[:: -1 if flip_y else 1, :: -1 if flip_x else 1]
     return image

@@ -7,7 +7,15 @@ import functools
 
 from lsst.ts.idl.enums.OCPS import SalIndex
 
-__all__ = ["Detector", "Instrument", "get_instrument", "INSTRUMENT_NAMES", "CAMERA_COMPONENTS"]
+__all__ = [
+    "CAMERA_COMPONENTS",
+    "CAMERA_WRITES_INSTRUME",
+    "Detector",
+    "Instrument",
+    "INSTRUMENT_NAMES",
+    "get_instrument",
+    "instrument_of_instrume",
+]
 
 # Science rafts of LSSTCam and the id of their S00 (obs_lsst).
 _SCIENCE_RAFT_ID0 = {
@@ -127,3 +135,24 @@ def get_instrument(name_or_index: str | int) -> Instrument:
 
 
 INSTRUMENT_NAMES = tuple(e.name for e in SalIndex)
+
+# Every INSTRUME value the camera software has written (obs_lsst's translators), lower-cased, and
+# the instrument it means. The simulated cameras (``*Sim``) count as the cameras they simulate.
+_INSTRUME_VALUES = {
+    "latiss": "LATISS",
+    "lsst_atiss": "LATISS",
+    "lsstcam": "LSSTCam",
+    "lsstcamsim": "LSSTCam",
+    "comcam": "LSSTComCam",
+    "comcamsim": "LSSTComCam",
+    "lsstcomcam": "LSSTComCam",
+    "lsstcomcamsim": "LSSTComCam",
+}
+#: The INSTRUME each camera writes today (the simulator writes the same).
+CAMERA_WRITES_INSTRUME = {"LATISS": "LATISS", "LSSTComCam": "ComCam", "LSSTCam": "LSSTCam"}
+
+
+def instrument_of_instrume(value: object) -> Instrument | None:
+    """The instrument an ``INSTRUME`` card names (any value the camera has written, any case), else None."""
+    name = _INSTRUME_VALUES.get(str(value or "").strip().lower())
+    return get_instrument(name) if name else None

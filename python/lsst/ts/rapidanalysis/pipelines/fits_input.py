@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 
-from ..data.camera import Instrument, get_instrument
+from ..data.camera import Instrument, get_instrument, instrument_of_instrume
 from .base import PipelineError
 
 __all__ = [
@@ -105,13 +105,10 @@ def is_image(hdu: Any) -> bool:
 
 
 def instrument_of(header: fits.Header) -> Instrument | None:
-    """The instrument named by INSTRUME, else by CAMCODE or the camera code of OBSID."""
-    instrument_name = header.get("INSTRUME")
-    if isinstance(instrument_name, str) and instrument_name.strip():
-        try:
-            return get_instrument(instrument_name.strip())
-        except ValueError:
-            pass
+    """The instrument named by INSTRUME (``LSST_ATISS``, ``lsstCam``, ``COMCAM``, ...), else by CAMCODE or OBSID."""
+    instrument = instrument_of_instrume(header.get("INSTRUME"))
+    if instrument is not None:
+        return instrument
     for code in (header.get("CAMCODE"), str(header.get("OBSID", ""))[:2]):
         if isinstance(code, str) and code in CAM_CODES:
             return get_instrument(CAM_CODES[code])

@@ -6,12 +6,16 @@ The order is IsrTaskLSST's (``ra-algorithms.md`` §2) for the steps that apply t
 2. **serial overscan**: per row, the median of the serial-overscan columns (skipping
    ``overscan_skip`` leading and trailing columns: the CTI trail and the edge), subtracted from
    the whole row, data and parallel overscan alike;
-3. saturation mask: pixels at or above ``SATURATE`` (ADU above bias) after step 2;
+3. saturation mask: pixels at or above ``SATURATE`` (ADU above bias) after step 2 (real raws have
+   no SATURATE card: the camera description's per-amp saturation, else obs_lsst's default);
 4. **parallel overscan**: per column, the median of the parallel-overscan rows (skipping
    ``overscan_skip`` at each end; pixels more than ``parallel_max_deviation`` ADU from the
    overscan's median, such as a bleed trail crossing it, are left out);
-5. **gain** (ADU to electrons), from the amp header's ``GAIN`` or the physical type's median;
-6. **assembly** by each amp's ``DETSEC`` (a reversed range is a flip);
+5. **gain** (ADU to electrons), per amplifier: a configured gain calibration, else the camera
+   description (real raws carry no GAIN card), else the amp's ``GAIN`` card, else the physical
+   type's nominal gain (`lsst.ts.rapidanalysis.pipelines.gains`); the result says which;
+6. **assembly** in the DM stack's orientation: each amp's header ``DETSEC``, upside down
+   (`lsst.ts.rapidanalysis.data.amp_geometry`; amps ``C1x`` on top);
 7. **bias**, **dark** (scaled by ``DARKTIME``) and **flat**, each only when configured: assembled
    master images of the detector in electrons (the flat normalised to 1), cached in the worker
    so that a night of images reads each master once.
@@ -29,15 +33,26 @@ import math
 import os
 import pathlib
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from astropy.io import fits
 
-from ..data.amp_geometry import DEFAULT_SATURATION, amp_names, get_geometry, parse_section, section_box
+from ..data.amp_geometry import (
+    DEFAULT_SATURATION,
+    amp_names,
+    detector_rows_of,
+    dm_placement,
+    get_geometry,
+    parse_section,
+    section_box,
+)
 from ..data.camera import Instrument
+from ..data.camera_description import AmpElectronics, amp_electronics
 from .base import PipelineContext, PipelineError
 from .fits_input import AmpError, amp_pixels, identify_detector, instrument_of, is_image, open_fits, read_data, release
+from .gains import AmpGain, AmpGains, amp_extname, read_gain_calibration
 from .image_stats import clipped_stats, clipped_std_bias
 
 __all__ = ["IsrSettings", "IsrImage", "run_isr", "read_calibrated_image", "load_image", "SAT", "NO_DATA"]
@@ -65,6 +80,9 @@ class IsrSettings:
         Master calibration files (single-HDU assembled images, electrons; dark per second of
         ``DARKTIME``; flat normalised to 1). ``{detector}`` in a path is replaced by the detector
         name (``R22_S11``) and ``{id}`` by its number.
+    gains : `str` or None
+        A gain calibration (`lsst.ts.rapidanalysis.pipelines.gains`), overriding the camera
+        description's gains per amplifier.
     """
 
     overscan_skip: int = 3
@@ -73,6 +91,7 @@ class IsrSettings:
     bias: str | None = None
     dark: str | None = None
     flat: str | None = None
+    gains: str | None = None
 
 
 @dataclasses.dataclass
@@ -101,6 +120,8 @@ class IsrImage:
         Median gain (e-/ADU) used.
     gains : `dict` [`str`, `float`]
         Gain used per amp EXTNAME.
+    gain_source : `str`
+        Where the gains came from (`lsst.ts.rapidanalysis.pipelines.gains`).
     was_raw : `bool`
         False when the input was an already-calibrated image.
     steps : `list` [`str`]
@@ -119,6 +140,7 @@ class IsrImage:
     read_noise: float = math.nan
     gain: float = math.nan
     gains: dict[str, float] = dataclasses.field(default_factory=dict)
+    gain_source: str = ""
     was_raw: bool = True
     steps: list[str] = dataclasses.field(default_factory=list)
     flags: list[str] = dataclasses.field(default_factory=list)
@@ -178,34 +200,44 @@ def run_isr(
     )
     # Placement of each amp first, so that ISR writes straight into the detector image (each
     # full-frame pass costs ~1 ns/pixel: the fewer, the faster).
-    placed = []
+    headers = []
     for hdu in amp_hdus:
-        name = str(hdu.header.get("EXTNAME", "?"))
+        name = amp_extname(hdu.header)
         try:
             detsec = parse_section(hdu.header["DETSEC"])
         except (KeyError, ValueError) as e:
             result.flags.append(f"amp {name}: no usable DETSEC ({e}); amp left out")
             continue
-        placed.append((hdu, name, detsec))
-    if not placed:
+        headers.append((hdu, name, detsec))
+    if not headers:
         raise PipelineError(f"{path}: no amplifier has a usable DETSEC ({'; '.join(result.flags)})", exit_code=3)
-    shape = _detector_shape(physical_type, [d.box for _, _, d in placed])
+    # DM orientation (data/amp_geometry.py): the header DETSEC image, upside down.
+    rows = _detector_rows(
+        physical_type, [d for _, _, d in headers], headers[0][0].header.get("DETSIZE") or primary.get("DETSIZE")
+    )
+    placed = []
+    for hdu, name, detsec in headers:
+        try:
+            placed.append((hdu, name, *dm_placement(detsec, rows)))
+        except ValueError as e:
+            result.flags.append(f"amp {name}: {e}; amp left out")
+    if not placed:
+        raise PipelineError(f"{path}: no amplifier fits its detector ({'; '.join(result.flags)})", exit_code=3)
+    shape = _detector_shape(physical_type, rows, [box for _, _, box, _, _ in placed])
     image = np.empty(shape, dtype=np.float32)
     mask = np.zeros(shape, dtype=np.uint8)
     filled = []
-    noises, gains = [], []
-    default_gain = _default_gain(physical_type)
-    for hdu, name, detsec in placed:
+    noises = []
+    gains = _amp_gains(result, settings)
+    for hdu, name, box, flip_x, flip_y in placed:
         if context is not None:
             context.check_cancelled()
-        box = detsec.box
-        flip = (slice(None, None, -1 if detsec.flip_y else 1), slice(None, None, -1 if detsec.flip_x else 1))
+        flip = (slice(None, None, -1 if flip_y else 1), slice(None, None, -1 if flip_x else 1))
         try:
             if box.y1 > shape[0] or box.x1 > shape[1]:
                 raise AmpError(f"DETSEC {hdu.header['DETSEC']} is outside the {shape[1]}x{shape[0]} detector")
-            noise, gain = _isr_amp(
-                hdu, primary, settings, default_gain, image[box.slices][flip], mask[box.slices][flip]
-            )
+            gain = gains.gain_for(name, hdu.header)
+            noise = _isr_amp(hdu, primary, settings, gain, image[box.slices][flip], mask[box.slices][flip])
         except AmpError as e:
             result.flags.append(f"amp {name}: {e}")
             continue
@@ -213,33 +245,44 @@ def run_isr(
             release(hdu)
         filled.append(box)
         noises.append(noise)
-        gains.append(gain)
-        result.gains[name] = gain
+        result.gains[name] = gain.gain
     if not filled:
         raise PipelineError(f"{path}: no amplifier could be processed ({'; '.join(result.flags)})", exit_code=3)
     _blank_uncovered(image, mask, filled)
     expected = _expected_amps(physical_type)
     if expected and len(filled) < len(expected):
-        present = {str(h.header.get("EXTNAME", "")) for h in amp_hdus}
+        present = {amp_extname(h.header) for h in amp_hdus}
         missing = [a for a in expected if a not in present]
         if missing:
             result.flags.append(f"amps missing from the file: {', '.join(missing)} (their pixels are NaN)")
     result.image, result.mask = image, mask
     result.read_noise = float(np.median(noises)) if noises else math.nan
-    result.gain = float(np.median(gains))
+    result.gain = float(np.median(list(result.gains.values())))
+    result.gain_source = gains.describe()
     result.steps = ["serial overscan (per-row median)", "saturation mask"]
     if settings.do_parallel_overscan:
         result.steps.append("parallel overscan (per-column median)")
-    result.steps += ["gain", "assembly"]
+    result.steps += [f"gain ({result.gain_source})", "assembly (DM orientation)"]
     _apply_calibrations(result, settings)
     return result
 
 
-def _default_gain(physical_type: str) -> float:
+def _amp_gains(result: IsrImage, settings: IsrSettings) -> AmpGains:
+    """Where each amp's gain comes from: a calibration, the camera description, GAIN, or nominal."""
+    calibration = None
+    if settings.gains:
+        calibration = read_gain_calibration(settings.gains, result.detector_name, result.detector)
+    description: Mapping[str, AmpElectronics] = {}
+    if result.instrument is not None and result.detector_name:
+        try:
+            description = amp_electronics(result.instrument.name, result.detector_name)
+        except ValueError as e:
+            result.flags.append(f"no camera description: {e}")
     try:
-        return get_geometry(physical_type).amps[0].gain
+        nominal = get_geometry(result.physical_type).amps[0].gain
     except (ValueError, KeyError):
-        return 1.0
+        nominal = 1.0
+    return AmpGains(calibration, description, nominal)
 
 
 def _expected_amps(physical_type: str) -> tuple[str, ...]:
@@ -249,9 +292,24 @@ def _expected_amps(physical_type: str) -> tuple[str, ...]:
         return ()
 
 
-def _detector_shape(physical_type: str, boxes: list) -> tuple[int, int]:
+def _detector_rows(physical_type: str, detsecs: list, detsize: str | None) -> int:
+    """Rows of the detector: DETSIZE, else the physical type's when the amps match it, else the DETSECs'.
+
+    Needed before any amp is placed, since the DM orientation counts rows from the other end.
+    """
+    if detsize:
+        return detector_rows_of(detsecs, detsize)
+    try:
+        geometry = get_geometry(physical_type)
+        if detsecs[0].box.shape == geometry.amps[0].data.shape:
+            return max(geometry.shape[0], detector_rows_of(detsecs))
+    except (ValueError, KeyError):
+        pass
+    return detector_rows_of(detsecs)
+
+
+def _detector_shape(physical_type: str, rows: int, boxes: list) -> tuple[int, int]:
     """The full detector shape: from the physical type when the amps match it, else from DETSECs."""
-    rows = max(box.y1 for box in boxes)
     cols = max(box.x1 for box in boxes)
     try:
         geometry = get_geometry(physical_type)
@@ -280,12 +338,16 @@ def _number(header: fits.Header, key: str) -> float | None:
 
 
 def _isr_amp(
-    hdu: Any, primary: fits.Header, settings: IsrSettings, default_gain: float, out: np.ndarray, out_mask: np.ndarray
-) -> tuple[float, float]:
+    hdu: Any,
+    primary: fits.Header,
+    settings: IsrSettings,
+    gain: AmpGain,
+    out: np.ndarray,
+    out_mask: np.ndarray,
+) -> float:
     """One amp into ``out`` (its place in the detector image, oriented as read out): electrons.
 
-    Also sets `SAT` in ``out_mask``. Returns the read noise (e-, from the serial overscan) and the
-    gain used.
+    Also sets `SAT` in ``out_mask``. Returns the read noise (e-, from the serial overscan).
     """
     pixels = amp_pixels(hdu)
     header = hdu.header
@@ -325,7 +387,7 @@ def _isr_amp(
     )
 
     # Saturation is in ADU above bias: compare the raw pixels with SATURATE + the row's level.
-    saturation = _number(header, "SATURATE") or _number(primary, "SATURATE") or DEFAULT_SATURATION
+    saturation = _number(header, "SATURATE") or _number(primary, "SATURATE") or gain.saturation or DEFAULT_SATURATION
     data = pixels[rows, cols]
     levels = row_level[rows] + np.float32(saturation)
     # One cheap max first: most amps have no saturated pixel, and the full comparison costs more.
@@ -350,13 +412,12 @@ def _isr_amp(
             col_level = np.median(np.ascontiguousarray(clean.T), axis=1).astype(np.float32)
             out -= col_level[None, :]
 
-    gain = _number(header, "GAIN") or default_gain
-    out *= np.float32(gain)
+    out *= np.float32(gain.gain)
     if is_float:
         bad = ~np.isfinite(out)
         if bad.any():
             out_mask[bad] |= NO_DATA
-    return noise_adu * gain, gain
+    return noise_adu * gain.gain
 
 
 # Master calibrations

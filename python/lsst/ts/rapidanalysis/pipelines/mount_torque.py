@@ -74,6 +74,7 @@ import numpy as np
 import pydantic
 from astropy.io import fits
 
+from ..data.camera import instrument_of_instrume
 from ..data.mount_telemetry import ParquetUnavailableError, TelemetryColumns, read_telemetry_file
 from .base import (
     Pipeline,
@@ -275,12 +276,10 @@ class ExposureWindow:
 
 
 def telescope_of(header: Mapping[str, Any]) -> str | None:
-    """``AuxTel`` or ``Simonyi`` from ``INSTRUME`` (LATISS; LSSTCam, LSSTComCam), else ``TELESCOP``."""
-    instrument = str(header.get("INSTRUME", "") or "").strip()
-    if instrument == "LATISS":
-        return AUXTEL
-    if instrument in ("LSSTCam", "LSSTComCam", "LSSTComCamSim"):
-        return SIMONYI
+    """``AuxTel`` or ``Simonyi`` from ``INSTRUME`` (LATISS; LSSTCam, LSSTComCam, any spelling), else ``TELESCOP``."""
+    instrument = instrument_of_instrume(header.get("INSTRUME"))
+    if instrument is not None:
+        return AUXTEL if instrument.name == "LATISS" else SIMONYI
     telescope = str(header.get("TELESCOP", "") or "").lower()
     if "aux" in telescope:
         return AUXTEL

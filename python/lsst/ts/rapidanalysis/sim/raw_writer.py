@@ -12,9 +12,11 @@ Files go into the raw-store layout ``{root}/{instrument}/{dayObs}/{obsid}/{obsid
 (``.fits.fz`` when RICE-compressed), written under a temporary name and renamed, with
 ``{file}.truth.json`` (`lsst.ts.rapidanalysis.sim.truth`) and ``{file}.refcat.ecsv`` beside them.
 
-``SATURATE`` in the amp headers is in ADU *above the bias* (what is compared with overscan-
-subtracted pixels): ``full_well / gain`` less five read-noise sigmas, so every full-well pixel is
-above it.
+As the camera writes them: no ``GAIN``, ``BIASSEC`` or ``SATURATE`` cards (ISR takes gains and
+saturation from the camera description, whose values the simulator uses as truth), ``INSTRUME``
+as the camera writes it (``LATISS``, ``ComCam``, ``LSSTCam``), header ``DETSEC`` in the camera's
+convention (`lsst.ts.rapidanalysis.data.amp_geometry`). An amp saturates at its description's
+saturation (ADU above bias), as well as at the scene's full well (electrons).
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 
-from ..data.amp_geometry import DetectorGeometry, get_geometry
-from ..data.camera import Detector, Instrument, get_instrument
+from ..data.amp_geometry import DEFAULT_SATURATION, DetectorGeometry, get_geometry
+from ..data.camera import CAMERA_WRITES_INSTRUME, Detector, Instrument, get_instrument
+from ..data.camera_description import amp_electronics as described_electronics
 from ..data.data_id import OBSID_RE
 from .focal_plane import (
     SITE,
@@ -68,9 +71,6 @@ __all__ = [
 #: Largest value of the 18-bit ADC.
 ADC_MAX = 2**18 - 1
 _ELECTRONICS_SEED = 314159
-# (median gain, gain range, read noise) overrides per instrument: LATISS's sensor differs.
-_LATISS_ELECTRONICS = (1.07, (1.05, 1.10), 9.0)
-_GAIN_RANGE = {"E2V": (1.34, 1.62), "ITL": (1.25, 1.80), "ITL_G": (1.3, 1.6), "ITL_WF": (1.15, 1.35)}
 _LSST_NUM = {
     "E2V": "E2V-CCD250-{:03d}",
     "ITL": "ITL-3800C-{:03d}",
@@ -111,29 +111,24 @@ def amp_electronics(
     detector: Detector,
     geometry: DetectorGeometry | None = None,
     *,
-    full_well: float = 200_000.0,
     seed: int = _ELECTRONICS_SEED,
 ) -> dict[str, AmpElectronics]:
-    """Gain, read noise, bias and saturation of each amp: fixed per detector (by ``seed``).
+    """Gain, read noise, bias and saturation of each amp: the camera description's, bias by ``seed``.
 
-    Gains scatter 4 % about the physical type's median (clipped to the real range), read noise
-    8 %, bias levels lie in 15000-25000 ADU. LATISS: gain ~1.07 (1.05-1.10), read noise ~9 e-.
+    Gain and read noise are the camera description's per-amp values (`lsst.ts.rapidanalysis.data.
+    camera_description`), which is what ISR assumes of a real raw; saturation is the description's
+    (LSSTCam) or obs_lsst's default; bias levels lie in 15000-25000 ADU, fixed per detector.
     """
     instrument = get_instrument(instrument) if isinstance(instrument, str) else instrument
     geometry = geometry or get_geometry(detector.physical_type)
+    described = described_electronics(instrument.name, detector.name)
     rng = np.random.default_rng([seed, int(instrument.sal_index), detector.id])
     out = {}
     for amp in geometry.amps:
-        if instrument.name == "LATISS":
-            median, (lo, hi), noise = _LATISS_ELECTRONICS
-        else:
-            median, noise = amp.gain, amp.read_noise
-            lo, hi = _GAIN_RANGE[detector.physical_type]
-        gain = float(np.clip(median * (1 + 0.04 * rng.standard_normal()), lo, hi))
-        read_noise = float(noise * (1 + 0.08 * rng.standard_normal()))
+        nominal = described[amp.name]
         bias = float(round(rng.uniform(15000, 25000)))
-        saturate = float(math.floor(full_well / gain - 5 * read_noise / gain))
-        out[amp.name] = AmpElectronics(round(gain, 5), round(read_noise, 4), bias, saturate)
+        saturate = nominal.saturation if math.isfinite(nominal.saturation) else DEFAULT_SATURATION
+        out[amp.name] = AmpElectronics(nominal.gain, nominal.read_noise, bias, float(saturate))
     return out
 
 
@@ -183,8 +178,14 @@ def electrons_to_amps(
         el = electronics[amp.name]
         raw = rng.standard_normal(amp.raw_shape, dtype=np.float32)
         raw *= np.float32(el.read_noise_adu)
-        raw += (np.float32(el.bias) + _row_structure(amp.raw_shape[0], row_bias_rms, rng))[:, None]
-        raw[amp.data.slices] += amp.from_detector(image) * np.float32(1.0 / el.gain)
+        level = np.float32(el.bias) + _row_structure(amp.raw_shape[0], row_bias_rms, rng)
+        raw += level[:, None]
+        data = raw[amp.data.slices]
+        data += amp.from_detector(image) * np.float32(1.0 / el.gain)
+        # The amp saturates at SATURATE ADU above its bias (plus five read-noise sigmas, so that
+        # every saturated pixel is at or above the level ISR compares with).
+        ceiling = level[amp.data.slices[0]] + np.float32(el.saturate + 5.0 * el.read_noise_adu)
+        np.minimum(data, ceiling[:, None], out=data)
         np.rint(raw, out=raw)
         np.clip(raw, 0, ADC_MAX, out=raw)
         out[amp.name] = raw.astype(np.int32)
@@ -320,7 +321,7 @@ def primary_header(
         ("CURINDEX", 1, ""),
         ("MAXINDEX", 1, ""),
         ("OBSANNOT", "", ""),
-        ("INSTRUME", instrument.name, ""),
+        ("INSTRUME", CAMERA_WRITES_INSTRUME[instrument.name], ""),
         ("TELESCOP", optics.telescope, ""),
         ("OBS-LONG", site.longitude, "deg east"),
         ("OBS-LAT", site.latitude, "deg"),
@@ -382,8 +383,7 @@ def _amp_header(amp, el: AmpElectronics) -> fits.Header:
     header["DETSEC"] = amp.detsec
     for key, value in amp.mosaic_cards().items():
         header[key] = value
-    header["GAIN"] = (el.gain, "e-/ADU (simulation truth)")
-    header["SATURATE"] = (el.saturate, "ADU above bias")
+    # Like the camera, no GAIN, BIASSEC or SATURATE: they come from the camera description.
     return header
 
 
@@ -513,7 +513,6 @@ def raw_parts(
     extra_headers: dict[str, Any] | None,
     seed: int,
     row_bias_rms: float,
-    full_well: float,
     compress: bool,
     truth_extra: dict[str, Any] | None = None,
 ) -> RawParts:
@@ -523,7 +522,7 @@ def raw_parts(
     truth fields (e.g. the spectrum's filter and grating).
     """
     geometry = rendered.geometry
-    electronics = amp_electronics(instrument, detector, geometry, full_well=full_well)
+    electronics = amp_electronics(instrument, detector, geometry)
     rng = np.random.default_rng([seed, detector.id, 1])
     amps = electrons_to_amps(rendered.image, geometry, electronics, rng, row_bias_rms=row_bias_rms)
     header = primary_header(
@@ -643,7 +642,6 @@ def simulate_detector(
         extra_headers=extra_headers,
         seed=seed,
         row_bias_rms=row_bias_rms,
-        full_well=scene.full_well,
         compress=compress,
     )
     path, header, truth = parts.path, parts.header, parts.truth

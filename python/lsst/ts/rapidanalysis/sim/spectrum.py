@@ -197,7 +197,7 @@ def render_dispersed(
     zx, zy = spectrum.zeroth_order_x, spectrum.zeroth_order_y
     if not (0 <= zx < cols and 0 <= zy < rows):
         raise ValueError(f"zeroth order ({zx}, {zy}) is outside the {cols} x {rows} image")
-    electronics = amp_electronics(instrument, detector, geometry, full_well=scene.full_well)
+    electronics = amp_electronics(instrument, detector, geometry)
     gain = float(np.mean([el.gain for el in electronics.values()]))
     optics = get_optics(instrument)
     fwhm_px = scene.seeing_fwhm / optics.pixel_scale
@@ -368,7 +368,6 @@ def simulate_dispersed(
         extra_headers=extra_headers,
         seed=seed,
         row_bias_rms=row_bias_rms,
-        full_well=scene.full_well,
         compress=compress,
         truth_extra={"filter": spectrum.filter, "grating": spectrum.grating},
     )

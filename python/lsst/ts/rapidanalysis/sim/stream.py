@@ -256,7 +256,7 @@ class StreamWriter:
             scale=self.scale,
         )
         geometry = rendered.geometry
-        electronics = amp_electronics(self.instrument, detector, geometry, full_well=self.scene.full_well)
+        electronics = amp_electronics(self.instrument, detector, geometry)
         amps = electrons_to_amps(rendered.image, geometry, electronics, np.random.default_rng([seed, detector.id, 1]))
         header = fits.Header()
         hdul = make_hdulist(header, amps, geometry, electronics, compress=self.compress)
