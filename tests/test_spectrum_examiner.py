@@ -7,6 +7,7 @@ import math
 import pathlib
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -256,6 +257,29 @@ def test_missing_amplifier(small_raw: pathlib.Path, tmp_path: pathlib.Path) -> N
         hdul.writeto(path)
     with pytest.raises(PipelineError, match=r"amplifier HDU\(s\) Segment03 missing \(15 of 16 present\)") as info:
         run(path, tmp_path)
+    assert info.value.exit_code == 3
+
+
+@pytest.mark.parametrize("spell", [str.upper, str.lower, lambda name: f"{name.lower()}   "])
+def test_extname_matched_as_fits_readers_match_it(
+    small_raw: pathlib.Path, tmp_path: pathlib.Path, spell: Callable[[str], str]
+) -> None:
+    """EXTNAMEs compare case-insensitively and without trailing blanks (astropy's ``hdul["segment10"]``)."""
+    path = tmp_path / "respelled.fits"
+    with fits.open(small_raw) as hdul:
+        for hdu in hdul[1:17]:
+            hdu.header["EXTNAME"] = spell(hdu.header["EXTNAME"])
+        assert hdul["segment10"].header["EXTNAME"].strip().upper() == "SEGMENT10"
+        hdul.writeto(path)
+    result, _ = run(path, tmp_path, box=SMALL_BOX, make_plot=False)
+    expected, _ = run(small_raw, tmp_path, box=SMALL_BOX, make_plot=False)
+    assert result.metrics == expected.metrics
+    # A missing amp is still reported, by the camera's spelling of its name.
+    with fits.open(path) as hdul:
+        del hdul["segment03"]
+        hdul.writeto(tmp_path / "respelled_missing.fits")
+    with pytest.raises(PipelineError, match=r"amplifier HDU\(s\) Segment03 missing \(15 of 16 present\)") as info:
+        run(tmp_path / "respelled_missing.fits", tmp_path)
     assert info.value.exit_code == 3
 
 

@@ -99,6 +99,7 @@ from .base import (
     safe_file_name,
 )
 from .fits_input import instrument_of, is_image, open_fits
+from .gains import amp_extname
 from .image_stats import clipped_stats
 from .isr import SAT, IsrSettings, run_isr
 
@@ -269,8 +270,10 @@ def isr_lite(
         Exit code 3 if an amp HDU is missing, unreadable or malformed.
     """
     amp_hdus = [hdu for hdu in hdul[1:] if is_image(hdu) and "DATASEC" in hdu.header]
-    present = {str(hdu.header.get("EXTNAME", "")) for hdu in amp_hdus}
-    missing = [name for name in expected_amps if name not in present]
+    # As FITS readers match EXTNAMEs (astropy's ``hdul["segment10"]`` finds ``Segment10``):
+    # case-insensitive, surrounding blanks ignored.
+    present = {_extname_key(amp_extname(hdu.header)) for hdu in amp_hdus}
+    missing = [name for name in expected_amps if _extname_key(name) not in present]
     if missing:
         raise PipelineError(
             f"{path}: amplifier HDU(s) {', '.join(missing)} missing ({len(expected_amps) - len(missing)} of "
@@ -286,6 +289,11 @@ def isr_lite(
         )
     saturated = np.nonzero(isr.mask & SAT)
     return IsrImage(image=isr.image, gains=isr.gains, saturated=saturated, flags=list(isr.flags))
+
+
+def _extname_key(name: str) -> str:
+    """An EXTNAME as FITS readers compare them: case-insensitive, leading and trailing blanks ignored."""
+    return name.strip().upper()
 
 
 def _positive_number(value: Any) -> bool:
