@@ -1,4 +1,5 @@
-"""count_whole_hdus against astropy on real files: whole, compressed, truncated, garbage."""
+"""count_whole_hdus and scan_fits against astropy on real files: whole, compressed, truncated,
+garbage, and the real camera raws (primary, 16 amps, 2 tables)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 from astropy.io import fits
 
 from fits_factory import write_raw
-from lsst.ts.rapidanalysis.data.fits_structure import FITS_BLOCK, count_whole_hdus
+from lsst.ts.rapidanalysis.data.fits_structure import FITS_BLOCK, count_whole_hdus, scan_fits
+from real_raws import unpacked_real_raw
 
 
 def astropy_count(path: pathlib.Path) -> int:
@@ -67,3 +69,26 @@ def test_garbage_and_missing(tmp_path: pathlib.Path) -> None:
     no_end = tmp_path / "no_end.fits"
     no_end.write_bytes(b"SIMPLE  =                    T".ljust(80) + b" " * (FITS_BLOCK - 80))
     assert count_whole_hdus(no_end) == 0
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_scan_counts_amp_images_not_tables(tmp_path: pathlib.Path, compress: bool) -> None:
+    """16 amps (plain or tile-compressed) of the 18 extensions; the tables after them are not images."""
+    path = write_raw(tmp_path / "raw.fits", scale=0.05, compress=compress)
+    structure = scan_fits(path)
+    assert structure.whole and structure.n_hdus == count_whole_hdus(path)
+    assert structure.n_images == 16 and structure.size == path.stat().st_size
+    # Cut mid-way through the 9th amp's data: 8 amps whole, the file not.
+    with fits.open(path) as hdul:
+        ninth = hdul.fileinfo(9)
+    path.write_bytes(path.read_bytes()[: ninth["datLoc"] + FITS_BLOCK])
+    partial = scan_fits(path)
+    assert (partial.n_hdus, partial.n_images, partial.whole) == (9, 8, False)
+
+
+def test_scan_real_raw(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A real raw: primary, 16 int32 amps, 2 binary tables (obs_lsst's LSSTCam R10_S22)."""
+    path = unpacked_real_raw("LSSTCam", tmp_path_factory.mktemp("real"))
+    structure = scan_fits(path)
+    assert (structure.n_hdus, structure.n_images, structure.whole) == (19, 16, True)
+    assert structure.n_hdus == astropy_count(path)

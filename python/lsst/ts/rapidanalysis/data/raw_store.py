@@ -2,9 +2,12 @@
 
 The camera writes one file per detector and exposure::
 
-    {root}/{instrument}/{dayObs}/{obsid}/{obsid}_{raft}_{sensor}.fits   (or .fits.fz)
+    {root}/{instrument}/{dayObs}/{obsid}/{file name}
 
-`RawStore` maps data ids to those files, waits for files that are still being written, and turns
+with the file names `lsst.ts.rapidanalysis.data.raw_names.raw_file_names` lists (LSSTCam and ComCam
+``{obsid}_{raft}_{sensor}.fits``; LATISS ``{obsid}_R00_S00.fits`` since 2024, ``{obsid}.fits``
+before; any of them ``.fits.fz`` when compressed). `RawStore` maps data ids to those files, waits
+for files that are still being written (until every amplifier's HDU is whole), and turns
 ``file://`` URLs into paths, never letting a path outside the root through.
 """
 
@@ -27,23 +30,24 @@ from astropy.io import fits
 from .amp_geometry import amp_names
 from .camera import Instrument, get_instrument
 from .data_id import GROUP_ID_RE, OBSID_RE, DataId
-from .fits_structure import FITS_BLOCK, count_whole_hdus
+from .fits_structure import FITS_BLOCK, FitsStructure, scan_fits
+from .raw_names import RAW_SUFFIXES, parse_raw_file_name, raw_file_names
 
-__all__ = ["RawStore", "MissingRawError", "RawUrlError", "RAW_SUFFIXES", "FITS_BLOCK"]
+__all__ = [
+    "RawStore",
+    "MissingRawError",
+    "RawUrlError",
+    "RAW_SUFFIXES",
+    "FITS_BLOCK",
+    "raw_file_names",
+    "parse_raw_file_name",
+]
 
 log = logging.getLogger(__name__)
 
-#: File name endings of raws, in order of preference.
-RAW_SUFFIXES: tuple[str, ...] = (".fits", ".fits.fz")
 #: How many days either side of a group id's day to scan for its exposures.
 GROUP_SCAN_DAYS = 1
 _GROUP_CACHE_SIZE = 100_000
-_DAY_DIR_RE = re.compile(r"^\d{8}$")
-_RAW_NAME_RE = re.compile(
-    r"^(?P<obsid>(?:AT|CC|MC)_[OCHPQS]_\d{8}_\d{6})"
-    r"_(?P<raft>R[0-9X]{2})_(?P<sensor>S[0-9GWX][0-9X])"
-    r"(?P<suffix>\.fits(?:\.fz)?)$"
-)
 
 
 class MissingRawError(ValueError):
@@ -56,9 +60,10 @@ class RawUrlError(ValueError):
 
 @dataclasses.dataclass
 class _Probe:
-    """What the last poll saw of a file: its size, and whether it was found complete."""
+    """What the last look saw of a file, since when its size has not changed, and whether it was complete."""
 
-    size: int
+    structure: FitsStructure
+    changed_at: float
     complete: bool = False
 
 
@@ -106,7 +111,7 @@ class RawStore:
         return self.instrument_dir / match["day"] / obsid
 
     def path_for(self, obsid: str, detector_id: int) -> pathlib.Path:
-        """The path of a raw (``.fits``; see `existing_path` for ``.fits.fz``).
+        """Where the camera writes a raw today (``.fits``; `existing_path` finds every other name).
 
         Parameters
         ----------
@@ -118,20 +123,30 @@ class RawStore:
         Returns
         -------
         path : `pathlib.Path`
+            The first of `raw_file_names` in the exposure's directory: ``{obsid}_{raft}_{sensor}.fits``
+            (LATISS ``{obsid}_R00_S00.fits``, as its camera names files since 2024).
 
         Raises
         ------
         ValueError
             If the obsid is malformed or of another camera, or the detector does not exist.
         """
-        detector = self.instrument.detector(detector_id)
-        return self.exposure_dir(obsid) / f"{obsid}_{detector.name}{RAW_SUFFIXES[0]}"
+        return self.exposure_dir(obsid) / raw_file_names(self.instrument, obsid, detector_id)[0]
+
+    def candidate_paths(self, obsid: str, detector_id: int) -> list[pathlib.Path]:
+        """Every path a raw of ``detector_id`` in ``obsid`` may have, the preferred first (`raw_file_names`).
+
+        Raises
+        ------
+        ValueError
+            If the obsid is malformed or of another camera, or the detector does not exist.
+        """
+        directory = self.exposure_dir(obsid)
+        return [directory / name for name in raw_file_names(self.instrument, obsid, detector_id)]
 
     def existing_path(self, obsid: str, detector_id: int) -> pathlib.Path | None:
-        """The raw of ``detector_id`` in ``obsid`` as it exists on disk (``.fits`` or ``.fits.fz``), or None."""
-        base = self.path_for(obsid, detector_id)
-        for suffix in RAW_SUFFIXES:
-            candidate = base.with_name(base.name.removesuffix(RAW_SUFFIXES[0]) + suffix)
+        """The raw of ``detector_id`` in ``obsid`` as it exists on disk, under any of its names, or None."""
+        for candidate in self.candidate_paths(obsid, detector_id):
             if candidate.is_file():
                 return candidate
         return None
@@ -145,20 +160,20 @@ class RawStore:
         return tuple(wanted)
 
     def _scan_exposure(self, obsid: str) -> dict[int, pathlib.Path]:
-        """Every raw of ``obsid`` on disk, by detector id (``.fits`` preferred over ``.fits.fz``)."""
-        found: dict[int, pathlib.Path] = {}
+        """Every raw of ``obsid`` on disk, by detector id (of several names, the preferred one)."""
+        found: dict[int, tuple[int, pathlib.Path]] = {}
         try:
             entries = list(os.scandir(self.exposure_dir(obsid)))
         except (FileNotFoundError, NotADirectoryError):
-            return found
-        for entry in sorted(entries, key=lambda e: e.name.endswith(".fz")):
-            match = _RAW_NAME_RE.match(entry.name)
-            if match is None or match["obsid"] != obsid or not entry.is_file():
+            return {}
+        for entry in entries:
+            parsed = parse_raw_file_name(self.instrument, entry.name)
+            if parsed is None or parsed.obsid != obsid or not entry.is_file():
                 continue
-            detector = self.instrument.by_name.get(f"{match['raft']}_{match['sensor']}")
-            if detector is not None:
-                found.setdefault(detector.id, pathlib.Path(entry.path))
-        return found
+            best = found.get(parsed.detector_id)
+            if best is None or parsed.preference < best[0]:
+                found[parsed.detector_id] = (parsed.preference, pathlib.Path(entry.path))
+        return {detector_id: path for detector_id, (_, path) in sorted(found.items())}
 
     # Look-up
 
@@ -238,7 +253,7 @@ class RawStore:
         if exposure_dir in self._group_of_dir:
             return self._group_of_dir[exposure_dir]
         for path in sorted(exposure_dir.iterdir(), key=lambda p: p.name.endswith(".fz")):
-            if not _RAW_NAME_RE.match(path.name):
+            if parse_raw_file_name(self.instrument, path.name) is None:
                 continue
             try:
                 with warnings.catch_warnings():
@@ -258,50 +273,53 @@ class RawStore:
     # Waiting for files being written
 
     def is_complete(self, path: pathlib.Path) -> bool:
-        """Whether a raw looks completely written: whole FITS blocks, and every HDU's data present.
+        """Whether a file is whole FITS: whole blocks, every HDU's header and data present, nothing after.
 
-        This reads the headers only. A file that is still growing may pass it between two HDUs:
-        `wait_for` also requires every amplifier's HDU, or else the size to be stable across two polls.
+        This reads the headers only. A raw still being written passes it between two HDUs:
+        `wait_for` also requires every amplifier's HDU.
         """
-        return self._hdu_count(path) >= 1
+        return scan_fits(path).whole
 
-    @staticmethod
-    def _hdu_count(path: pathlib.Path) -> int:
-        """HDUs of a file made of whole FITS blocks with every HDU's data present; 0 if it is not that."""
-        return count_whole_hdus(path)
-
-    def _expected_hdus(self, detector_id: int) -> int | None:
-        """A complete raw's HDUs (the primary and one per amplifier), if the detector's layout is known."""
+    def expected_amps(self, detector_id: int) -> int | None:
+        """Amplifier (image) HDUs of a whole raw of a detector (16; 8 for a wavefront sensor), if known."""
         detector = self.instrument.by_id.get(detector_id)
         try:
-            return 1 + len(amp_names(detector.physical_type)) if detector is not None else None
+            return len(amp_names(detector.physical_type)) if detector is not None else None
         except (KeyError, ValueError):
             return None
 
-    def _poll(self, paths: dict[int, pathlib.Path], probes: dict[pathlib.Path, _Probe]) -> dict[int, pathlib.Path]:
-        """Of ``paths``, those complete.
+    def _poll(
+        self, paths: dict[int, pathlib.Path], probes: dict[pathlib.Path, _Probe], now: float
+    ) -> dict[int, pathlib.Path]:
+        """Of ``paths``, those complete; ``probes`` keeps what each look saw of each file.
 
-        Complete at the first look when every amplifier's HDU is there, whole (the camera has
-        written its last HDU: no need to wait and see). Otherwise (an amp missing, an unknown
-        layout) when its size is the same as at the previous poll (``probes``) and `is_complete`.
+        A raw is complete when every amplifier's image HDU is there, whole, and either the file
+        ends there (at the first look: a raw written before endReadout costs no wait) or its size
+        is the same as at the previous look (the tables after the amps never came). A raw short
+        of an amplifier is never complete, however long it has stopped growing. Of a detector
+        whose layout is unknown, a whole file of the same size on two looks is taken.
         """
         complete = {}
         for detector_id, path in paths.items():
-            try:
-                size = path.stat().st_size
-            except OSError:
-                continue
             probe = probes.get(path)
-            if probe is not None and probe.complete and probe.size == size:
-                complete[detector_id] = path
-                continue
-            n_hdus = self._hdu_count(path) if probe is None or probe.size == size else 0
-            expected = self._expected_hdus(detector_id)
-            if (expected is not None and n_hdus >= expected) or (probe is not None and probe.size == size and n_hdus):
-                probes[path] = _Probe(size, complete=True)
-                complete[detector_id] = path
+            if probe is not None and probe.complete:
+                try:
+                    unchanged = path.stat().st_size == probe.structure.size
+                except OSError:
+                    unchanged = False
+                if unchanged:
+                    complete[detector_id] = path
+                    continue
+            structure = scan_fits(path)
+            stable = probe is not None and probe.structure.size == structure.size
+            expected = self.expected_amps(detector_id)
+            if expected is None:
+                done = structure.whole and stable
             else:
-                probes[path] = _Probe(size)
+                done = structure.n_images >= expected and (structure.whole or stable)
+            probes[path] = _Probe(structure, probe.changed_at if probe is not None and stable else now, done)
+            if done:
+                complete[detector_id] = path
         return complete
 
     async def wait_for(
@@ -323,21 +341,25 @@ class RawStore:
         timeout : `float`
             Seconds to wait at most.
         poll_interval : `float`
-            Seconds between looks. A file counts as complete when its headers and data blocks are
-            all there and it has every amplifier's HDU (at the first look: a raw written before
-            endReadout costs no wait), or, short of an amp, when its size is also the same on two
-            consecutive looks.
+            Seconds between looks. A raw is complete when it holds every amplifier's HDU whole
+            (`expected_amps` image HDUs; tables after them are not counted) and the file ends
+            there, which a raw written before endReadout does at the first look; or, every amp
+            there, when its size is also the same on two consecutive looks. A raw short of an
+            amplifier is waited for until the timeout, never taken: a detector is never measured
+            in part.
 
         Returns
         -------
         paths : `dict` [`int`, `pathlib.Path`]
-            The complete files by detector id: all requested, or what was complete at the timeout.
+            The complete files by detector id: all requested, or what was complete at the timeout
+            (a warning names the others and how far they got).
 
         Raises
         ------
         MissingRawError
-            If no complete file appeared before the timeout (names the detectors and the path
-            looked for).
+            If no complete file appeared before the timeout. The message names the detectors and
+            the paths looked for, and of each file found but incomplete, how many of its
+            amplifiers were there and whether it had stopped growing.
         """
         wanted = self._detector_ids(data_id, detectors)
         if wanted is None:
@@ -350,7 +372,7 @@ class RawStore:
         def look() -> tuple[dict[int, pathlib.Path], dict[int, pathlib.Path]]:
             # One thread hop per look: on the way from endReadout to the first job, each costs.
             seen = self.find(data_id, wanted)
-            return seen, self._poll(seen, probes)
+            return seen, self._poll(seen, probes, time.monotonic())
 
         while True:
             seen, complete = await asyncio.to_thread(look)
@@ -360,30 +382,61 @@ class RawStore:
             if remaining <= 0:
                 break
             await asyncio.sleep(min(poll_interval, remaining))
+        incomplete = self._incomplete(seen, complete, probes, poll_interval)
         if complete:
             missing = _short_list(sorted(set(wanted) - set(complete)))
             log.warning(
-                "%s: %d of %d raws after %g s; missing detectors %s",
+                "%s: %d of %d raws after %g s; missing detectors %s%s",
                 _describe(data_id), len(complete), len(wanted), timeout, missing,
+                f" ({incomplete})" if incomplete else "",
             )  # fmt: skip
             return complete
-        raise MissingRawError(self._missing_message(data_id, wanted, seen, timeout))
+        raise MissingRawError(self._missing_message(data_id, wanted, incomplete, timeout))
 
-    def _missing_message(
-        self, data_id: DataId, wanted: Sequence[int], seen: dict[int, pathlib.Path], timeout: float
+    def _incomplete(
+        self,
+        seen: dict[int, pathlib.Path],
+        complete: dict[int, pathlib.Path],
+        probes: dict[pathlib.Path, _Probe],
+        poll_interval: float,
     ) -> str:
+        """How far the files found but not complete got: amplifiers present, and whether they still grew."""
+        now = time.monotonic()
+        parts = []
+        for detector_id, path in sorted(seen.items()):
+            probe = probes.get(path)
+            if detector_id in complete or probe is None:
+                continue
+            structure = probe.structure
+            expected = self.expected_amps(detector_id)
+            amps = (
+                f"{structure.n_images} of {expected} amplifier HDUs whole"
+                if expected is not None
+                else f"{structure.n_hdus} whole HDUs (layout unknown)"
+            )
+            idle = now - probe.changed_at
+            if idle >= poll_interval:
+                growth = f"the file stopped growing at {structure.size} bytes {idle:.1f} s before the timeout"
+            else:
+                growth = f"the file was still growing ({structure.size} bytes at the last look)"
+            parts.append(f"{path.name} has {amps}; {growth}")
+        return "; ".join(parts[:3]) + (f"; ... ({len(parts)} in all)" if len(parts) > 3 else "")
+
+    def _missing_message(self, data_id: DataId, wanted: Sequence[int], incomplete: str, timeout: float) -> str:
         if data_id.obsid is not None:
-            example = self.path_for(data_id.obsid, wanted[0])
-            where = f"looked for {example}"
+            candidates = self.candidate_paths(data_id.obsid, wanted[0])
+            others = [p.name for p in candidates[1:] if p.name.endswith(RAW_SUFFIXES[0])]
+            where = f"looked for {candidates[0]}"
+            where += f" (or {', '.join(others)}, or .fits.fz)" if others else " (or .fits.fz)"
             if len(wanted) > 1:
-                where += f" and {len(wanted) - 1} more in that directory"
+                where += f" and {len(wanted) - 1} more detector(s) in that directory"
         else:
             days = ", ".join(str(d) for d in self._group_days(data_id.group_id or ""))
             where = f"looked for exposures with GROUPID {data_id.group_id!r} in {days}"
         names = _short_list(f"{d} ({self.instrument.by_id[d].name})" for d in wanted)
-        text = f"No raw of {_describe(data_id)} for detector(s) {names} within {timeout:g} s: {where}"
-        if seen:
-            text += f"; {len(seen)} file(s) exist but were still being written or are incomplete"
+        text = f"No complete raw of {_describe(data_id)} for detector(s) {names} within {timeout:g} s: {where}"
+        if incomplete:
+            text += f"; found but incomplete: {incomplete}"
         return text
 
     # URLs
