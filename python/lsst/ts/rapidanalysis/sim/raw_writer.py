@@ -216,9 +216,11 @@ def default_tai_start(day_obs: str | int, seq_num: int) -> float:
 def raw_path(
     root: pathlib.Path | str, instrument: Instrument, obsid: str, detector: Detector, compress: bool = False
 ) -> pathlib.Path:
-    """``{root}/{instrument}/{dayObs}/{obsid}/{obsid}_{raft}_{sensor}.fits[.fz]``."""
+    """``{root}/{instrument}/{dayObs}/{obsid}/`` and the name the camera writes today (`raw_file_names`)."""
+    from ..data.raw_names import raw_file_names
+
     _, day_obs, _ = parse_obsid(obsid, instrument)
-    name = f"{obsid}_{detector.name}.fits" + (".fz" if compress else "")
+    name = raw_file_names(instrument, obsid, detector.id, suffixes=(".fits.fz" if compress else ".fits",))[0]
     return pathlib.Path(root) / instrument.name / day_obs / obsid / name
 
 
