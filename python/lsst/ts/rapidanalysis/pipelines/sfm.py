@@ -36,7 +36,15 @@ from astropy.wcs.utils import proj_plane_pixel_scales
 
 from ..sim.truth import write_atomic
 from .background import Background, estimate_background
-from .base import Pipeline, PipelineConfig, PipelineContext, PipelineError, PipelineResult, TelemetrySample
+from .base import (
+    Pipeline,
+    PipelineConfig,
+    PipelineContext,
+    PipelineError,
+    PipelineResult,
+    TelemetrySample,
+    safe_file_name,
+)
 from .isr import IsrImage, IsrSettings, load_image
 from .photocal import PhotoCalResult, calibrate, header_wcs, read_reference_catalog
 from .psf import PsfModel, PsfSelection, fit_psf_model, measure_psf_areas, select_psf_stars
@@ -185,7 +193,10 @@ def _write_binned(measurement: SfmMeasurement, config: SfmConfig, context: Pipel
     header["DETNAME"] = (isr.detector_name, "raft_sensor")
     header["BINNING"] = (config.binning, "pixels per binned pixel, each axis")
     header["BUNIT"] = "electron"
-    path = context.product_path(f"postisr_binned_{isr.detector:03d}.fits")
+    # Named per exposure and detector, as every product is ({pipeline}_{what}_{image}): two exposures
+    # of one detector in one job must not overwrite each other's.
+    image = str(isr.header.get("OBSID", "") or "") or measurement.path.stem
+    path = context.product_path(f"sfm_postisr_binned_{safe_file_name(image)}_{isr.detector:03d}.fits")
     stream = io.BytesIO()
     fits.HDUList([fits.PrimaryHDU(binned, header)]).writeto(stream)
     write_atomic(path, stream.getvalue())
