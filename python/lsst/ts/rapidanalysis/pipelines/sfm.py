@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 import pydantic
 from astropy.io import fits
-from astropy.wcs.utils import proj_plane_pixel_scales
 
 from ..sim.truth import write_atomic
 from .background import Background, estimate_background
@@ -46,8 +45,9 @@ from .base import (
     safe_file_name,
 )
 from .isr import IsrImage, IsrSettings, load_image
-from .photocal import PhotoCalResult, calibrate, header_wcs, read_reference_catalog
+from .photocal import PhotoCalResult, calibrate, read_reference_catalog
 from .psf import PsfModel, PsfSelection, fit_psf_model, measure_psf_areas, select_psf_stars
+from .raw_wcs import checked_wcs
 from .sources import SourceCatalog, bin2x2, detect_sources, measure_sources
 from .summary_stats import band_of, eff_time, mag_lim
 
@@ -57,7 +57,6 @@ FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 #: Image types sfm does not measure.
 SKIPPED_TYPES = frozenset({"BIAS", "DARK", "FLAT", "SFLAT", "DFLAT", "SPOT"})
 # Pixel scale (arcsec) when the image has no WCS, by instrument.
-_DEFAULT_PIXEL_SCALE = {"LATISS": 0.0956, "LSSTComCam": 0.2, "LSSTCam": 0.2}
 
 
 class SfmConfig(PipelineConfig):
@@ -95,6 +94,19 @@ class SfmConfig(PipelineConfig):
     pixel_scale: float | None = pydantic.Field(
         None, gt=0, description="arcsec/pixel when the image has no WCS (default: the instrument's)."
     )
+    wcs_max_scale_error: float = pydantic.Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="Fraction: a header WCS whose pixel scale is off the camera's by more is replaced.",
+    )
+    wcs_max_boresight_offset: float = pydantic.Field(
+        120.0, gt=0, description="A header WCS whose boresight is further (arcsec) from RA/DEC is replaced."
+    )
+    gains: str | None = pydantic.Field(
+        None,
+        description="Gain calibration (YAML/JSON of amp gains; {detector}, {id}) overriding the camera description.",
+    )
     gain: float = pydantic.Field(1.0, gt=0, description="e-/ADU for already-calibrated images with BUNIT adu.")
     binning: int = pydantic.Field(8, ge=1, le=64, description="Binning of the post-ISR copy for the visit mosaic.")
     write_binned: bool = pydantic.Field(True, description="Write the binned post-ISR image for the mosaic.")
@@ -108,6 +120,7 @@ class SfmConfig(PipelineConfig):
             bias=self.bias,
             dark=self.dark,
             flat=self.flat,
+            gains=self.gains,
         )
 
     def psf_selection(self) -> PsfSelection:
@@ -141,19 +154,25 @@ def _header_number(header: fits.Header, *keys: str) -> float | None:
     return None
 
 
-def _pixel_scale(isr: IsrImage, config: SfmConfig) -> tuple[float, Any]:
-    wcs = header_wcs(isr.header)
-    if wcs is not None:
-        try:
-            scale = float(np.mean(proj_plane_pixel_scales(wcs.celestial)) * 3600.0)
-            if math.isfinite(scale) and scale > 0:
-                return scale, wcs
-        except Exception:
-            pass
-    if config.pixel_scale is not None:
-        return config.pixel_scale, wcs
-    name = isr.instrument.name if isr.instrument is not None else ""
-    return _DEFAULT_PIXEL_SCALE.get(name, 0.2), wcs
+def _pixel_scale(isr: IsrImage, config: SfmConfig, flags: list[str]) -> tuple[float, Any, str]:
+    """arcsec/pixel, the WCS to use (None if none) and where it came from (`raw_wcs`)."""
+    detector = None
+    if isr.instrument is not None and isr.detector_name:
+        detector = isr.instrument.by_name.get(isr.detector_name)
+    checked = checked_wcs(
+        isr.header,
+        isr.instrument,
+        detector,
+        isr.image.shape,
+        max_scale_error=config.wcs_max_scale_error,
+        max_boresight_offset=config.wcs_max_boresight_offset,
+        fallback_scale=config.pixel_scale,
+    )
+    flags.extend(checked.flags)
+    scale = checked.pixel_scale
+    if checked.wcs is None and config.pixel_scale is not None:
+        scale = config.pixel_scale
+    return scale, checked.wcs, checked.source
 
 
 def _reference(path: pathlib.Path, isr: IsrImage, config: SfmConfig, band: str | None, flags: list[str]):
@@ -266,11 +285,11 @@ def measure_detector(path: pathlib.Path, config: SfmConfig, context: PipelineCon
     timings["psf"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    pixel_scale, wcs = _pixel_scale(isr, config)
+    pixel_scale, wcs, wcs_source = _pixel_scale(isr, config, flags)
     band = band_of(isr.header.get("FILTBAND"), isr.header.get("FILTER"))
     reference = _reference(path, isr, config, band, flags) if wcs is not None else None
     if wcs is None:
-        flags.append("no WCS in the header: no zero point")
+        flags.append("no usable WCS: no zero point")
         photocal = PhotoCalResult()
     else:
         photocal = calibrate(
@@ -291,6 +310,9 @@ def measure_detector(path: pathlib.Path, config: SfmConfig, context: PipelineCon
     sample = isr.image[::8, ::8]  # 256k pixels of a 4k x 4k detector: plenty for these statistics
     sample = sample[np.isfinite(sample)]
     metrics = _metrics(isr, background, catalog, psf, photocal, pixel_scale, band, sample, flags)
+    metrics["wcsSource"] = wcs_source
+    metrics["gain"] = isr.gain
+    metrics["gainSource"] = isr.gain_source
     timings["metrics"] = time.perf_counter() - tick
     timings["total"] = time.perf_counter() - start
     return SfmMeasurement(path, isr, background, catalog, stars, psf, photocal, pixel_scale, metrics, flags, timings)

@@ -3,11 +3,10 @@
 Where detectors sit (focal-plane mm, yaw) is `lsst.ts.rapidanalysis.data.camera_layout`,
 re-exported here.
 
-Sky: field angle = focal-plane position x plate scale (no distortion), projected about the
-boresight (gnomonic). With ``ROTPA`` = 0 the focal-plane +y axis points north and +x west (east to
-the left, as on the sky); ``ROTPA`` turns +y from north through east. Each detector gets a FITS TAN
-WCS of its assembled image (1-based ``CRPIX`` = the boresight in that detector's pixels,
-``CRVAL`` = the boresight), so every detector of an exposure shares one exact projection.
+Sky: each detector gets the TAN WCS of `lsst.ts.rapidanalysis.data.camera_wcs` (field angle =
+focal-plane position x plate scale, projected about the boresight; ``CRPIX`` = the boresight in
+that detector's pixels, ``CRVAL`` = the boresight), so every detector of an exposure shares one
+exact projection, and the pipelines rebuild the same WCS when a header's cannot be trusted.
 """
 
 from __future__ import annotations
@@ -23,6 +22,8 @@ from astropy.wcs import WCS
 from ..data.amp_geometry import DetectorGeometry
 from ..data.camera import Detector, Instrument
 from ..data.camera_layout import PIXEL_SIZE_MM, detector_center_mm, pixel_to_focal_plane
+from ..data.camera_wcs import PLATE_SCALE, camera_wcs
+from ..data.camera_wcs import wcs_params as camera_wcs_params
 
 __all__ = [
     "PIXEL_SIZE_MM",
@@ -100,7 +101,7 @@ class InstrumentOptics:
 
 _OPTICS = {
     "LSSTCam": InstrumentOptics(
-        plate_scale=20.0059,
+        plate_scale=PLATE_SCALE["LSSTCam"],
         telescope="Simonyi Survey Telescope",
         filters={"u": "u_24", "g": "g_6", "r": "r_57", "i": "i_39", "z": "z_20", "y": "y_10"},
         field_radius_mm=320.0,
@@ -108,7 +109,7 @@ _OPTICS = {
         sky_rate=33.0,
     ),
     "LSSTComCam": InstrumentOptics(
-        plate_scale=20.018,
+        plate_scale=PLATE_SCALE["LSSTComCam"],
         telescope="Simonyi Survey Telescope",
         filters={"u": "u_02", "g": "g_01", "r": "r_03", "i": "i_06", "z": "z_03", "y": "y_04"},
         field_radius_mm=90.0,
@@ -116,7 +117,7 @@ _OPTICS = {
         sky_rate=33.0,
     ),
     "LATISS": InstrumentOptics(
-        plate_scale=9.5695,
+        plate_scale=PLATE_SCALE["LATISS"],
         telescope="Rubin Auxiliary Telescope",
         filters={
             "g": "SDSSg_65mm",
@@ -174,34 +175,14 @@ def wcs_params(
     instrument: Instrument | str, detector: Detector, geometry: DetectorGeometry, pointing: Pointing
 ) -> tuple[tuple[float, float], np.ndarray]:
     """(CRPIX1, CRPIX2) (1-based) and the CD matrix (deg/px) of a detector's TAN WCS; CRVAL is the boresight."""
-    cx, cy, yaw = detector_center_mm(instrument, detector)
-    rows, cols = geometry.shape
-    scale_deg = get_optics(instrument).plate_scale * PIXEL_SIZE_MM / 3600.0
-    # pixel offsets -> focal plane (rotated by yaw) -> field angle -> intermediate world (xi east, eta north).
-    cyaw, syaw = math.cos(math.radians(yaw)), math.sin(math.radians(yaw))
-    to_fp = np.array([[cyaw, -syaw], [syaw, cyaw]])
-    p = math.radians(pointing.rot_pa)
-    to_sky = np.array([[-math.cos(p), math.sin(p)], [math.sin(p), math.cos(p)]])
-    cd = scale_deg * to_sky @ to_fp
-    # The boresight (focal plane 0, 0) in this detector's 0-based pixels.
-    centre_pix = np.linalg.solve(to_fp, -np.array([cx, cy]) / PIXEL_SIZE_MM)
-    crpix = (float(centre_pix[0] + (cols - 1) / 2 + 1), float(centre_pix[1] + (rows - 1) / 2 + 1))
-    return crpix, cd
+    return camera_wcs_params(instrument, detector, geometry.shape, pointing.rot_pa)
 
 
 def detector_wcs(
     instrument: Instrument | str, detector: Detector, geometry: DetectorGeometry, pointing: Pointing
 ) -> WCS:
-    """The TAN WCS of a detector's assembled image (see the module notes for the conventions)."""
-    crpix, cd = wcs_params(instrument, detector, geometry, pointing)
-    wcs = WCS(naxis=2)
-    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    wcs.wcs.cunit = ["deg", "deg"]
-    wcs.wcs.crval = [pointing.ra % 360.0, pointing.dec]
-    wcs.wcs.crpix = list(crpix)
-    wcs.wcs.cd = cd
-    wcs.wcs.radesys = "ICRS"
-    return wcs
+    """The TAN WCS of a detector's assembled image (`lsst.ts.rapidanalysis.data.camera_wcs`)."""
+    return camera_wcs(instrument, detector, geometry.shape, pointing.ra, pointing.dec, pointing.rot_pa)
 
 
 def wcs_cards(wcs: WCS) -> fits.Header:
