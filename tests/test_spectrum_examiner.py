@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import pathlib
+import re
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from lsst.ts.rapidanalysis.pipelines.spectrum_examiner import (
     isr_lite,
     measure_spectrum,
 )
+from lsst.ts.rapidanalysis.sim.scene import SceneConfig
 from lsst.ts.rapidanalysis.sim.spectrum import SpectrumConfig, simulate_dispersed
 from lsst.ts.rapidanalysis.sim.truth import read_truth
 
@@ -53,9 +55,23 @@ def small_spectrum(**overrides: object) -> SpectrumConfig:
     return SpectrumConfig(**values)
 
 
-def simulate_small(root: pathlib.Path, seq: int, *, exp_time: float = 20.0, seed: int = 0, **spectrum: object):
+def simulate_small(
+    root: pathlib.Path,
+    seq: int,
+    *,
+    exp_time: float = 20.0,
+    seed: int = 0,
+    scene: SceneConfig | None = None,
+    **spectrum: object,
+):
     return simulate_dispersed(
-        root, f"AT_O_20251115_{seq:06d}", exp_time=exp_time, seed=seed, scale=SCALE, spectrum=small_spectrum(**spectrum)
+        root,
+        f"AT_O_20251115_{seq:06d}",
+        exp_time=exp_time,
+        seed=seed,
+        scale=SCALE,
+        scene=scene,
+        spectrum=small_spectrum(**spectrum),
     )
 
 
@@ -207,6 +223,77 @@ def test_no_star_is_a_clear_failure(tmp_path: pathlib.Path) -> None:
     with pytest.raises(PipelineError, match="no zeroth-order star found") as info:
         run(raw.path, tmp_path, box=SMALL_BOX)
     assert info.value.exit_code == 2
+
+
+#: Fifty times the default cosmic-ray rate: 20-35 tracks on a small 30 s frame.
+CR_SCENE = SceneConfig(cosmic_ray_rate=1.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_cosmic_rays_are_not_a_star(tmp_path: pathlib.Path, seed: int) -> None:
+    """A starless dispersed image with cosmic rays: exit 2, saying why the candidates are not stars."""
+    raw = simulate_small(
+        tmp_path, 303, exp_time=30.0, seed=seed, scene=CR_SCENE, zeroth_order_rate=0.0, continuum_rate=0.0
+    )
+    assert len(raw.truth["cosmic_rays"]["x0"]) >= 15
+    # Some tracks survive the binned detection's median filters (they did, and one was the star).
+    star, reason = find_zeroth_order(isr_lite(open_fits(raw.path), raw.path).image)
+    assert star is None and "none is a star" in reason
+    with pytest.raises(PipelineError, match="no zeroth-order star found") as info:
+        run(raw.path, tmp_path, box=SMALL_BOX)
+    message = str(info.value)
+    assert info.value.exit_code == 2
+    assert "narrower than a star (min_star_fwhm 3 px; a cosmic ray is sharp" in message
+    # The brightest candidate's size, in numbers, and where it is.
+    assert re.search(r"the brightest round one, at \(\d+, \d+\), is \d+\.\d\d x \d+\.\d\d px", message)
+    # Each track is under a pixel across: its narrower FWHM is far below a star's.
+    minor = float(re.search(r"is (\d+\.\d\d) x", message).group(1))
+    assert minor < 1.5
+
+
+def test_pure_noise_is_not_a_star(tmp_path: pathlib.Path) -> None:
+    raw = simulate_small(
+        tmp_path,
+        304,
+        exp_time=30.0,
+        seed=4,
+        scene=SceneConfig(cosmic_ray_rate=0.0),
+        zeroth_order_rate=0.0,
+        continuum_rate=0.0,
+    )
+    with pytest.raises(PipelineError, match=r"no zeroth-order star found \(no source above 10 sigma\)") as info:
+        run(raw.path, tmp_path, box=SMALL_BOX)
+    assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+def test_faint_star_among_brighter_cosmic_rays(tmp_path: pathlib.Path, seed: int) -> None:
+    """A zeroth order near the detection limit (100 ADU/s for 30 s: peak ~3 sigma per pixel) is found,
+    though cosmic rays are brighter round candidates."""
+    raw = simulate_small(
+        tmp_path, 305, exp_time=30.0, seed=seed, scene=CR_SCENE, zeroth_order_rate=100.0, continuum_rate=10.0
+    )
+    result, _ = run(raw.path, tmp_path, box=SMALL_BOX, make_plot=False)
+    m, summary = result.metrics, result.summary
+    assert m["starCentroidX"] == pytest.approx(500.0, abs=2.0) and m["starCentroidY"] == pytest.approx(100.0, abs=2.0)
+    assert summary["nRejectedSources"] >= 1  # brighter cosmic rays, passed over
+    psf_fwhm = raw.truth["spectrum"]["zeroth_order"]["fwhm_px"]
+    assert summary["starMinorFwhm"] == pytest.approx(psf_fwhm, rel=0.3)
+    assert 8 < summary["starSnr"] < 30
+
+
+def test_star_thresholds_are_configurable(tmp_path: pathlib.Path) -> None:
+    raw = simulate_small(tmp_path, 306, seed=1, zeroth_order_rate=6.0e4, continuum_rate=6.0e3)
+    fwhm = raw.truth["spectrum"]["zeroth_order"]["fwhm_px"]
+    result, _ = run(raw.path, tmp_path, box=SMALL_BOX, make_plot=False, min_star_fwhm=0.5 * fwhm)
+    assert result.metrics["starCentroidX"] == pytest.approx(500.0, abs=0.15)
+    with pytest.raises(
+        PipelineError, match=r"is 9\.\d\d x 9\.\d\d px .*narrower than a star \(min_star_fwhm 20 px"
+    ) as info:
+        run(raw.path, tmp_path, box=SMALL_BOX, min_star_fwhm=20.0)
+    assert info.value.exit_code == 2
+    with pytest.raises(PipelineError, match=r"too faint \(min_star_snr 1e\+06\)"):
+        run(raw.path, tmp_path, box=SMALL_BOX, min_star_snr=1e6)
 
 
 @pytest.mark.parametrize(

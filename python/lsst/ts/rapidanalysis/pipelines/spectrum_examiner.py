@@ -7,18 +7,31 @@ give NaN metrics and a flag instead of an exception.
 
 Stages
 ------
-1. *ISR-lite* (`isr_lite`), per amplifier: subtract the per-row median of the serial overscan
-   (the columns right of ``DATASEC``, less ``overscan_skip`` columns at each end, in the data
-   rows), multiply by the amp's ``GAIN`` header (e-/ADU), then assemble by ``DETSEC``
-   (`lsst.ts.rapidanalysis.data.amp_geometry.assemble_hdus`). The image is in electrons.
+1. *ISR-lite* (`isr_lite`): the shared ISR (`lsst.ts.rapidanalysis.pipelines.isr`) with the serial
+   overscan only: per amplifier, subtract the per-row median of the serial overscan (the columns
+   right of ``DATASEC``, less ``overscan_skip`` columns at each end, in the data rows), multiply
+   by the amp's gain (e-/ADU, from where the shared ISR takes it: the camera description for a
+   real raw), and assemble in the DM stack's orientation. The image is in electrons. Every one of
+   the 16 amplifier HDUs must be there; EXTNAMEs are matched as FITS readers match them
+   (case-insensitive, surrounding blanks ignored: ``SEGMENT10`` is ``Segment10``).
 2. *Zeroth order* (`find_zeroth_order`): bin ``detection_bin`` x ``detection_bin``, median of 3
    along columns then rows (removes cosmic rays), Gaussian smoothing of 1 binned pixel, threshold at the clipped median
    plus ``detection_sigma`` clipped standard deviations; each connected blob gets a flux and the
    second moments of its light; blobs whose moment ellipse has an axis ratio (larger over smaller
-   eigenvalue) above ``max_elongation`` are rejected (that is the spectrum, or a bleed trail), and
-   the brightest remaining blob is the zeroth order. Its centroid is then refined at full
-   resolution with a Gaussian-weighted centroid above the local background (the median of an
-   annulus).
+   eigenvalue) above ``max_elongation`` are rejected (that is the spectrum, or a bleed trail).
+   The remaining blobs, brightest first (at most ``max_star_candidates``), are measured at full
+   resolution (adaptive second moments with a round Gaussian weight, corrected for the weight,
+   less the pixel's 1/12 px², above the median of an outer ring): the first that is a star is the
+   zeroth order. A star is at least ``min_star_fwhm`` (3 px = 0.29 arcsec, sharper than any seeing)
+   across the *narrower* axis of those moments, is no more elongated than ``max_elongation`` there
+   either, and has a Gaussian-weighted signal-to-noise of at least ``min_star_snr`` (5). A cosmic
+   ray that survives the median filters (a track or cluster several binned pixels long) is under a
+   pixel across its track (0-1.2 px on simulated tracks, whose major axes are 6-25 px), while a
+   zeroth order is the seeing's width (8.4 px at 0.8 arcsec) even at the detection limit. If
+   no candidate is a star the image has no zeroth order: exit code 2, and the message gives the
+   brightest candidate's position, both FWHMs and signal-to-noise, and why each was rejected. The
+   star's centroid is then refined at full resolution with a Gaussian-weighted centroid above the
+   local background (the median of an annulus).
 3. *Extraction box* (`ExtractionBox`, chosen by the ``GRATING`` header): rows ``round(cy + offset)``
    to ``+ length`` (dispersion along +y, as on the summit), columns ``round(cx) - half_width`` to
    ``round(cx) + half_width - 1``, clipped to the detector.
@@ -36,9 +49,9 @@ Stages
 7. *Row Gaussian fits* over the good rows (batched Levenberg-Marquardt, amplitude, centre, sigma and
    a constant, within 2.5 FWHM of the ridge).
 
-Measured quantities (``ADU`` below means electrons divided by the *mean* ``GAIN`` of the 16 amps,
+Measured quantities (``ADU`` below means electrons divided by the *mean* gain of the 16 amps,
 which is how the simulator's truth converts its rates: ``truth["spectrum"]["gain"]``)
------------------------------------------------------------------------------------------------
+---------------------------------------------------------------------------------------------
 ``starCentroidX``, ``starCentroidY``
     Zeroth-order centroid, 0-based pixel of the assembled image (the centre of ``image[0, 0]`` is
     0, 0; x is the column). Truth: ``spectrum.zeroth_order.x / y``.
@@ -120,6 +133,8 @@ __all__ = [
 _FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 #: Exit code of a missing, unreadable or incomplete input (``base.PipelineError``).
 EXIT_NO_INPUT = 3
+#: Exit code of a dispersed image without a zeroth-order star (nothing to measure).
+EXIT_NO_STAR = 2
 #: The amps of a LATISS (ITL) raw, as EXTNAMEs in HDU order.
 _LATISS_AMPS = tuple(f"Segment{name[1:]}" for name in amp_names("ITL"))
 #: LATISS dispersers (``ra-algorithms.md`` §3).
@@ -195,6 +210,21 @@ class SpectrumExaminerConfig(PipelineConfig):
     min_blob_pixels: int = pydantic.Field(3, ge=1, description="Smallest source, in binned pixels above threshold.")
     max_elongation: float = pydantic.Field(
         5.0, gt=1, description="Largest axis ratio (of second-moment eigenvalues) of the zeroth order."
+    )
+    min_star_fwhm: float = pydantic.Field(
+        3.0,
+        gt=0,
+        description=(
+            "Smallest zeroth order: FWHM (px) of the narrower axis of its full-resolution adaptive second "
+            "moments. LATISS pixels are 0.096 arcsec, so 3 px is 0.29 arcsec, sharper than any seeing; a "
+            "cosmic ray is under 1 px across its track."
+        ),
+    )
+    min_star_snr: float = pydantic.Field(
+        5.0, gt=0, description="Smallest signal-to-noise of the zeroth order (Gaussian-weighted, full resolution)."
+    )
+    max_star_candidates: int = pydantic.Field(
+        20, ge=1, le=1000, description="Round sources, brightest first, examined for the zeroth order."
     )
     background_smoothing: int = pydantic.Field(
         51, ge=1, le=10_001, description="Rows of the running mean of the per-row background."
@@ -325,6 +355,12 @@ class ZerothOrder:
         Blobs detected.
     n_elongated : `int`
         Of them, rejected as elongated.
+    n_not_stars : `int`
+        Round blobs brighter than this one rejected as too small or too faint (cosmic rays).
+    minor_fwhm : `float`
+        FWHM (px) of the narrower axis of the full-resolution adaptive moments.
+    snr : `float`
+        Gaussian-weighted signal-to-noise at full resolution.
     """
 
     x: float
@@ -336,6 +372,9 @@ class ZerothOrder:
     ap25_e: float
     n_sources: int
     n_elongated: int
+    n_not_stars: int = 0
+    minor_fwhm: float = math.nan
+    snr: float = math.nan
 
     @property
     def fwhm(self) -> float:
@@ -350,22 +389,26 @@ def find_zeroth_order(
     detection_sigma: float = 10.0,
     min_blob_pixels: int = 3,
     max_elongation: float = 5.0,
+    min_star_fwhm: float = 3.0,
+    min_star_snr: float = 5.0,
+    max_star_candidates: int = 20,
 ) -> tuple[ZerothOrder | None, str]:
-    """Find the brightest round source of a dispersed image.
+    """Find the brightest round source of a dispersed image that is a star, not a cosmic ray.
 
     Parameters
     ----------
     image : `numpy.ndarray`
-        Background-level image (electrons or ADU).
-    detection_bin, detection_sigma, min_blob_pixels, max_elongation
+        Background-level image (electrons: the signal-to-noise assumes it).
+    detection_bin, detection_sigma, min_blob_pixels, max_elongation, min_star_fwhm, min_star_snr, \
+max_star_candidates
         See `SpectrumExaminerConfig`.
 
     Returns
     -------
     star : `ZerothOrder` or `None`
-        None if there is no round source.
+        None if there is no round source that is a star.
     reason : `str`
-        Why there is none (empty otherwise).
+        Why there is none, with the numbers (empty otherwise).
     """
     b = detection_bin
     rows, cols = image.shape
@@ -406,17 +449,148 @@ def find_zeroth_order(
             f"{n_blobs} source(s) above {detection_sigma:g} sigma, {big.size} of at least {min_blob_pixels} binned "
             f"pixels, none round (axis ratio <= {max_elongation:g}; {n_elongated} elongated)"
         )
-    best = round_[np.argmax(flux[round_])]
-    # Binned pixel i covers full pixels i*b .. i*b + b-1: its centre is i*b + (b-1)/2.
-    x0 = mx[best] * b + (b - 1) / 2
-    y0 = my[best] * b + (b - 1) / 2
-    # Size: blob moments less the smoothing (1 binned px²) and the binning (1/12), in full pixels.
-    var = max((half_trace[best] - 1.0 - 1.0 / 12.0) * b * b, 1.0)
-    sigma = float(np.clip(math.sqrt(var), 1.0, 30.0))
-    star = _refine_star(image, x0, y0, sigma)
-    star.elongation = float(elongation[best])
-    star.n_sources, star.n_elongated = int(n_blobs), n_elongated
-    return star, ""
+    # The binned, median-filtered image hides how sharp a source is: a cosmic ray that survives
+    # the medians (a track several binned pixels long, or a cluster) looks like a faint star
+    # there. At full resolution its light is under a pixel across the track, a star's is the
+    # seeing's width; so each candidate, brightest first, is measured there.
+    rejected: list[_Candidate] = []
+    for blob in round_[np.argsort(flux[round_])[::-1]][:max_star_candidates]:
+        # Binned pixel i covers full pixels i*b .. i*b + b-1: its centre is i*b + (b-1)/2.
+        x0 = mx[blob] * b + (b - 1) / 2
+        y0 = my[blob] * b + (b - 1) / 2
+        # Size: blob moments less the smoothing (1 binned px²) and the binning (1/12), in full pixels.
+        var = max((half_trace[blob] - 1.0 - 1.0 / 12.0) * b * b, 1.0)
+        sigma = float(np.clip(math.sqrt(var), 1.0, 30.0))
+        candidate = _measure_candidate(image, x0, y0, sigma)
+        if candidate.verdict(min_star_fwhm, max_elongation, min_star_snr):
+            rejected.append(candidate)
+            continue
+        star = _refine_star(image, x0, y0, sigma)
+        star.elongation = float(elongation[blob])
+        star.n_sources, star.n_elongated, star.n_not_stars = int(n_blobs), n_elongated, len(rejected)
+        star.minor_fwhm, star.snr = candidate.minor_fwhm, candidate.snr
+        return star, ""
+    return None, _no_star_reason(
+        rejected, n_blobs, n_elongated, round_.size, detection_sigma, min_star_fwhm, max_elongation, min_star_snr
+    )
+
+
+@dataclasses.dataclass
+class _Candidate:
+    """A round source measured at full resolution (see `_measure_candidate`)."""
+
+    x: float
+    y: float
+    minor_fwhm: float
+    major_fwhm: float
+    snr: float
+
+    def verdict(self, min_fwhm: float, max_elongation: float, min_snr: float) -> str:
+        """Why this is not a star ("" if it is one): "unmeasured", "small", "elongated" or "faint"."""
+        if not (math.isfinite(self.minor_fwhm) and math.isfinite(self.snr)):
+            return "unmeasured"
+        if self.minor_fwhm < min_fwhm:
+            return "small"
+        if (self.major_fwhm / self.minor_fwhm) ** 2 > max_elongation:
+            return "elongated"
+        if self.snr < min_snr:
+            return "faint"
+        return ""
+
+
+def _measure_candidate(image: np.ndarray, x: float, y: float, sigma: float) -> _Candidate:
+    """Adaptive second moments and Gaussian-weighted signal-to-noise of a source at full resolution.
+
+    The weight is a round Gaussian whose variance is iterated to the mean of the source's
+    (weight-corrected) second-moment eigenvalues: for a Gaussian source of covariance C and a
+    weight of variance w², the weighted covariance is M = (C⁻¹ + I/w²)⁻¹, so each eigenvalue of
+    C is m w² / (w² - m). The pixel's 1/12 px² is removed before the FWHMs.
+    """
+    rows, cols = image.shape
+    half = int(np.clip(math.ceil(5 * sigma), 12, 80))
+    ix, iy = int(round(x)), int(round(y))
+    ya, yb = max(0, iy - half), min(rows, iy + half + 1)
+    xa, xb = max(0, ix - half), min(cols, ix + half + 1)
+    cut = image[ya:yb, xa:xb].astype(np.float64)
+    gy, gx = np.mgrid[ya:yb, xa:xb]
+    # Background and noise from the cutout's outer ring (beyond 4 sigma of the binned size).
+    ring = cut[np.hypot(gx - x, gy - y) >= max(4 * sigma, half - 4)]
+    ring = ring if ring.size >= 20 else cut.ravel()
+    background = float(np.median(ring))
+    noise = float(np.median(np.abs(ring - background))) * 1.4826
+    sub = cut - background
+    nan = _Candidate(x, y, math.nan, math.nan, math.nan)
+    w2 = max(sigma, 1.0) ** 2
+    c_minor = c_major = math.nan
+    weight = np.ones_like(sub)
+    for _ in range(40):
+        weight = np.exp(-0.5 * ((gx - x) ** 2 + (gy - y) ** 2) / w2)
+        ws = weight * sub
+        total = ws.sum()
+        if not total > 0:
+            return nan
+        x_new, y_new = float((ws * gx).sum() / total), float((ws * gy).sum() / total)
+        if math.hypot(x_new - x, y_new - y) > 3 * math.sqrt(w2) + 2:
+            return nan
+        x, y = x_new, y_new
+        dx, dy = gx - x, gy - y
+        mxx, myy, mxy = (ws * dx * dx).sum() / total, (ws * dy * dy).sum() / total, (ws * dx * dy).sum() / total
+        centre, spread = (mxx + myy) / 2, math.hypot((mxx - myy) / 2, mxy)
+        m_major, m_minor = centre + spread, max(centre - spread, 0.0)
+        if m_major >= 0.95 * w2:  # the weight is narrower than the source: widen it
+            if w2 >= 60.0**2:
+                return nan
+            w2 *= 2.0
+            continue
+        c_major, c_minor = m_major * w2 / (w2 - m_major), m_minor * w2 / (w2 - m_minor)
+        new_w2 = float(np.clip((c_major + c_minor) / 2, 0.25, 60.0**2))
+        if abs(new_w2 - w2) <= 1e-4 * w2:
+            break
+        w2 = new_w2
+    if not (math.isfinite(c_minor) and noise > 0):
+        return nan
+    snr = float((weight * sub).sum() / (noise * math.sqrt((weight * weight).sum())))
+    minor = _FWHM_PER_SIGMA * math.sqrt(max(c_minor - 1.0 / 12.0, 0.0))
+    major = _FWHM_PER_SIGMA * math.sqrt(max(c_major - 1.0 / 12.0, 0.0))
+    return _Candidate(x, y, minor, major, snr)
+
+
+def _no_star_reason(
+    rejected: list[_Candidate],
+    n_blobs: int,
+    n_elongated: int,
+    n_round: int,
+    detection_sigma: float,
+    min_star_fwhm: float,
+    max_elongation: float,
+    min_star_snr: float,
+) -> str:
+    """Why no candidate is the zeroth order, with the brightest one's numbers."""
+    text = f"{n_blobs} source(s) above {detection_sigma:g} sigma, {n_round} round ({n_elongated} elongated)"
+    if not rejected:
+        return text
+    verdicts = [c.verdict(min_star_fwhm, max_elongation, min_star_snr) for c in rejected]
+    first = rejected[0]
+    size = (
+        f"{first.minor_fwhm:.2f} x {first.major_fwhm:.2f} px (FWHMs of its full-resolution second moments), "
+        f"signal-to-noise {first.snr:.0f}"
+    )
+    what = {
+        "unmeasured": "has no measurable size (its second moments do not converge)",
+        "small": (
+            f"is {size}: narrower than a star (min_star_fwhm {min_star_fwhm:g} px; a cosmic ray is sharp, "
+            "under a pixel across its track)"
+        ),
+        "elongated": f"is {size}: elongated at full resolution (axis ratio above {max_elongation:g}), a track",
+        "faint": f"is {size}: too faint (min_star_snr {min_star_snr:g})",
+    }[verdicts[0]]
+    counts = ", ".join(
+        f"{verdicts.count(v)} {v}" for v in ("small", "elongated", "faint", "unmeasured") if v in verdicts
+    )
+    return (
+        f"{text}; none is a star: the brightest round one, at ({first.x:.0f}, {first.y:.0f}), {what}; "
+        f"of the {len(rejected)} examined: {counts}"
+    )
 
 
 def _median3(a: np.ndarray, axis: int) -> np.ndarray:
@@ -1002,9 +1176,12 @@ class SpectrumExaminerPipeline(Pipeline):
             detection_sigma=config.detection_sigma,
             min_blob_pixels=config.min_blob_pixels,
             max_elongation=config.max_elongation,
+            min_star_fwhm=config.min_star_fwhm,
+            min_star_snr=config.min_star_snr,
+            max_star_candidates=config.max_star_candidates,
         )
         if star is None:
-            raise PipelineError(f"{path.name}: no zeroth-order star found ({why})")
+            raise PipelineError(f"{path.name}: no zeroth-order star found ({why})", exit_code=EXIT_NO_STAR)
         rows, cols = isr.saturated
         if rows.size and np.any(np.hypot(cols - star.x, rows - star.y) <= 3 * star.fwhm):
             flags.append("the zeroth order is saturated: starPeak is a lower limit")
@@ -1072,6 +1249,9 @@ class SpectrumExaminerPipeline(Pipeline):
             "box": {"y0": y0, "y1": y1, "x0": x0, "x1": x1},
             "nSources": star.n_sources,
             "nElongatedSources": star.n_elongated,
+            "nRejectedSources": star.n_not_stars,
+            "starMinorFwhm": _json_number(star.minor_fwhm),
+            "starSnr": _json_number(star.snr),
             "flags": flags,
             "metrics": {k: _json_number(v) if isinstance(v, float) else v for k, v in metrics.items()},
         }
