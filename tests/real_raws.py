@@ -39,6 +39,7 @@ def unpacked_real_raw(instrument: str, directory: pathlib.Path) -> pathlib.Path:
     """The real raw of ``instrument`` unpacked into ``directory`` (once: later calls reuse it)."""
     target = directory / REAL_RAWS[instrument].removesuffix(".gz")
     if not target.exists():
+        directory.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".part")
         with gzip.open(real_raw(instrument), "rb") as src, open(partial, "wb") as dst:
             shutil.copyfileobj(src, dst, length=1 << 20)

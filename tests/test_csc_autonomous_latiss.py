@@ -62,7 +62,7 @@ def make_latiss_writer(root: pathlib.Path) -> Any:
 
 
 def test_unreadable_header_names_the_file(tmp_path: pathlib.Path) -> None:
-    """What image_kind reads: an unreadable raw is an error naming the file (the image is then dropped)."""
+    """What image_kind reads: an unreadable raw is an error naming the file (the image's jobResult then says it)."""
     path = tmp_path / "AT_O_20251115_000001_RXX_S00.fits"
     path.write_bytes(b"not a FITS file " * 180)
     with pytest.raises(PipelineError, match=re.escape(str(path))):

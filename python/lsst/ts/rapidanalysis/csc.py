@@ -14,6 +14,7 @@ import math
 import os
 import pathlib
 import re
+import time
 import types
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +31,7 @@ from .data.mount_telemetry import MountTelemetryBuffer, write_telemetry_file
 from .data.raw_store import MissingRawError, RawStore
 from .dispatch.autonomous import (
     CALIBRATION_TYPES,
+    UNDISPATCHED_PIPELINE,
     AutonomousDispatcher,
     AutonomousSettings,
     ImageKind,
@@ -38,7 +40,7 @@ from .dispatch.autonomous import (
 from .dispatch.focal_plane import FocalPlaneSelector, Selection, spread_order
 from .dispatch.gather import Gatherer, VisitGather
 from .dispatch.job_manager import JobManager, QueueFullError
-from .dispatch.jobs import Job, JobState, Trigger, new_job_id
+from .dispatch.jobs import ExitCode, Job, JobState, Trigger, new_job_id
 from .dispatch.pool import PoolLostError, WorkerPool
 from .pipelines.base import Pipeline, PipelineError
 from .pipelines.fits_input import read_primary_header
@@ -677,7 +679,15 @@ class RapidAnalysisCsc(ConfigurableCsc):
             self.log.info("Focal plane (automatic, %d workers): %s", n_workers, selection.reason)
 
     async def image_kind(self, arrival: ImageArrival) -> str:
-        """Science, dispersed (LATISS, from the raw's GRATING) or calibration (from the image type)."""
+        """Science, dispersed (LATISS, from the raw's GRATING) or calibration (from the image type).
+
+        Raises
+        ------
+        Exception
+            When the raw it needs never arrives complete within ``raw_wait_timeout``
+            (`MissingRawError`) or its header is unreadable; the dispatcher then reports the image
+            with `image_failed`.
+        """
         img_type = arrival.img_type
         if img_type in CALIBRATION_TYPES:
             return ImageKind.CALIBRATION
@@ -696,6 +706,34 @@ class RapidAnalysisCsc(ConfigurableCsc):
         if self.instrument.name == "LATISS" and grating and not grating.startswith(("empty", "none")):
             return ImageKind.DISPERSED
         return ImageKind.SCIENCE
+
+    async def image_failed(self, arrival: ImageArrival, exit_code: int, reason: str) -> None:
+        """The one jobResult and results-database row of an image that got no job (see `image_kind`).
+
+        A job that never ran: pipeline `UNDISPATCHED_PIPELINE`, started when the image was
+        announced, ended now, so its duration is the time spent waiting for the raw.
+        """
+        now = current_tai()
+        announced = now - max(0.0, time.monotonic() - arrival.arrived)
+        try:
+            data_id = parse_data_id(json.dumps({"obsid": arrival.image_name}), self.instrument)
+        except DataIdError:
+            data_id = DataId(self.instrument.name, obsid=arrival.image_name)  # the reason says what is wrong
+        job = Job(
+            job_id=new_job_id(),
+            pipeline=UNDISPATCHED_PIPELINE,
+            data_id=data_id,
+            config={},
+            trigger=Trigger.AUTONOMOUS,
+            time_limit=0.0,
+            submit_time=announced,
+            state=JobState.ABORTED if exit_code == ExitCode.ABORTED else JobState.FAILED,
+            start_time=announced,
+            end_time=now,
+            exit_code=exit_code,
+            error_report=reason,
+        )
+        await self._publish_job(job)
 
     # -- job plumbing --
 

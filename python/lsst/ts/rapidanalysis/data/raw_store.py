@@ -434,7 +434,7 @@ class RawStore:
             days = ", ".join(str(d) for d in self._group_days(data_id.group_id or ""))
             where = f"looked for exposures with GROUPID {data_id.group_id!r} in {days}"
         names = _short_list(f"{d} ({self.instrument.by_id[d].name})" for d in wanted)
-        text = f"No complete raw of {_describe(data_id)} for detector(s) {names} within {timeout:g} s: {where}"
+        text = f"no complete raw of {_describe(data_id)} for detector(s) {names} arrived within {timeout:g} s: {where}"
         if incomplete:
             text += f"; found but incomplete: {incomplete}"
         return text

@@ -28,7 +28,12 @@ For each new image (`lsst.ts.rapidanalysis.data.image_listener.ImageArrival`):
    up later), and waiting mode drops queued catch-up work the same way.
 
 No image is skipped silently: it is processed, deliberately down-selected (``focalPlaneMode``
-and one log line per image), or dropped (a jobResult per job and one log line per image).
+and one log line per image), or dropped (a jobResult per job and one log line per image). An
+image whose kind cannot be told (LATISS, or no image type announced: the kind is read from a raw,
+which never arrived complete within ``raw_wait_timeout`` or is unreadable) gets no pipeline, and
+one jobResult and results-database row of its own: pipeline `UNDISPATCHED_PIPELINE`, exit code 3
+and an errorReport saying why and what was looked for (exit code 255 if autonomous processing
+stops while it waits).
 
 Files from generators: a ``largeFileObjectAvailable`` whose ``id`` is not an obsid of the CSC's
 instrument (a GenericCamera frame, say) announces a *file* (`is_instrument_obsid` decides). Its
@@ -64,7 +69,7 @@ from ..data.image_listener import ImageArrival
 from ..data.raw_store import RawStore
 from .focal_plane import FocalPlaneSelector, Selection, ThroughputModel, WorkerMode, spread_order
 from .gather import VisitGather
-from .jobs import Job, JobState, Trigger
+from .jobs import ExitCode, Job, JobState, Trigger
 
 __all__ = [
     "AutonomousSettings",
@@ -72,6 +77,7 @@ __all__ = [
     "DispatcherHost",
     "ImageKind",
     "CALIBRATION_TYPES",
+    "UNDISPATCHED_PIPELINE",
     "FILE_ID_RE",
     "check_file_id",
     "is_instrument_obsid",
@@ -80,6 +86,8 @@ __all__ = [
 
 #: Image types that get ISR statistics only.
 CALIBRATION_TYPES = frozenset({"BIAS", "DARK", "FLAT", "SFLAT", "DFLAT"})
+#: jobResult.pipeline of an image that got no pipeline because its kind could not be told.
+UNDISPATCHED_PIPELINE = "image_kind"
 #: Priorities: the newest images' jobs first, then backlog put back by murderous mode, then catch-up.
 _REQUEUED_PRIORITY = -1
 _CATCHUP_PRIORITY = -2
@@ -202,6 +210,8 @@ class DispatcherHost(Protocol):
 
     async def image_kind(self, arrival: ImageArrival) -> str: ...
 
+    async def image_failed(self, arrival: ImageArrival, exit_code: int, reason: str) -> None: ...
+
     def publish_selection(self, selection: Selection, n_workers: int) -> None: ...
 
     async def abort_job(self, job_id: str, reason: str) -> None: ...
@@ -281,6 +291,8 @@ class AutonomousDispatcher:
         self._last_selection_key: tuple | None = None
         self.n_dropped_jobs = 0
         self.n_images = 0
+        #: Images that got no job (their kind could not be told); each had one jobResult saying why.
+        self.n_undispatched = 0
         # Generator files: kept apart from the instrument's images (see the module docstring).
         self.file_store = file_store
         self.files: collections.OrderedDict[str, _File] = collections.OrderedDict()
@@ -331,8 +343,15 @@ class AutonomousDispatcher:
     async def _handle_image(self, arrival: ImageArrival) -> None:
         try:
             kind = await self.host.image_kind(arrival)
+        except asyncio.CancelledError:
+            # Stopped while waiting for its raw: its jobResult says so, as a queued job's would.
+            reason = "aborted: autonomous processing stopped before the image's kind could be told"
+            await self._image_failed(arrival, ExitCode.ABORTED, reason)
+            raise
         except Exception as e:
-            self.log.warning("Image %s dropped: cannot tell what it is (%s)", arrival.image_name, e)
+            kinds = "a science, dispersed or calibration image"
+            reason = f"no pipeline run: cannot tell whether {arrival.image_name} is {kinds}: {e}"
+            await self._image_failed(arrival, ExitCode.NO_INPUT, reason)
             return
         try:
             self.throughput.record_arrival(arrival.arrived)
@@ -371,6 +390,14 @@ class AutonomousDispatcher:
             old_name, old = self.images.popitem(last=False)
             for job_id in old.job_ids:
                 self._job_image.pop(job_id, None)
+
+    async def _image_failed(self, arrival: ImageArrival, exit_code: int, reason: str) -> None:
+        """The image's one jobResult (and database row) when it gets no job; counted in `n_undispatched`."""
+        self.n_undispatched += 1
+        try:
+            await self.host.image_failed(arrival, exit_code, reason)
+        except Exception:
+            self.log.exception("Image %s got no job (%s), and reporting that failed", arrival.image_name, reason)
 
     async def _handle_file(self, arrival: ImageArrival) -> None:
         """A generator's file: one job per file pipeline on it, or one warning saying why not."""
