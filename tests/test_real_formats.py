@@ -78,8 +78,14 @@ def dm_pixels(header: fits.Header) -> tuple[np.ndarray, np.ndarray]:
     return dm_rows, dm_cols
 
 
-def render_scene(shape: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Noise-free electrons: flat sky and pixel-integrated Gaussian stars; (image, star table x, y, flux)."""
+def render_scene(
+    shape: tuple[int, int], rng: np.random.Generator, covariance: tuple[float, float, float] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Noise-free electrons: flat sky and pixel-integrated Gaussian stars; (image, star table x, y, flux).
+
+    ``covariance`` (xx, yy, xy in px², DM pixel axes) makes the stars elliptical (then integrated
+    over each pixel by 7 x 7 sub-pixel samples); round stars of `SIGMA_PX` otherwise.
+    """
     rows, cols = shape
     image = np.full(shape, SKY_E, dtype=np.float64)
     gx, gy = np.meshgrid(np.linspace(60, cols - 60, 20), np.linspace(60, rows - 60, 20))
@@ -90,18 +96,36 @@ def render_scene(shape: tuple[int, int], rng: np.random.Generator) -> tuple[np.n
     half = 12
     edges = np.arange(-half, half + 2) - 0.5
     norm = SIGMA_PX * math.sqrt(2.0)
+    sub = (np.arange(7) + 0.5) / 7 - 0.5
+    offsets = (np.arange(-half, half + 1)[:, None] + sub[None, :]).ravel()
     for xs, ys, f in zip(x, y, flux, strict=True):
         ix, iy = int(round(xs)), int(round(ys))
-        px = np.diff(0.5 * erf((ix + edges - xs) / norm))
-        py = np.diff(0.5 * erf((iy + edges - ys) / norm))
-        image[iy - half : iy + half + 1, ix - half : ix + half + 1] += f * np.outer(py, px)
+        if covariance is None:
+            px = np.diff(0.5 * erf((ix + edges - xs) / norm))
+            py = np.diff(0.5 * erf((iy + edges - ys) / norm))
+            stamp = np.outer(py, px)
+        else:
+            sxx, syy, sxy = covariance
+            inverse = np.linalg.inv([[sxx, sxy], [sxy, syy]])
+            u, v = np.meshgrid(ix + offsets - xs, iy + offsets - ys)
+            q = inverse[0, 0] * u * u + 2 * inverse[0, 1] * u * v + inverse[1, 1] * v * v
+            density = np.exp(-0.5 * q) / (2 * math.pi * math.sqrt(sxx * syy - sxy * sxy)) / 49.0
+            stamp = density.reshape(2 * half + 1, 7, 2 * half + 1, 7).sum(axis=(1, 3))
+        image[iy - half : iy + half + 1, ix - half : ix + half + 1] += f * stamp
     return image, np.column_stack([x, y, flux])
 
 
-def inject(instrument: str, target: pathlib.Path, seed: int = 7, primary: dict | None = None) -> np.ndarray:
+def inject(
+    instrument: str,
+    target: pathlib.Path,
+    seed: int = 7,
+    primary: dict | None = None,
+    covariance: tuple[float, float, float] | None = None,
+) -> np.ndarray:
     """Write the real raw of ``instrument`` to ``target`` with a known scene in its pixels; the star table.
 
-    ``primary`` replaces primary-header cards (for a real header of another exposure).
+    ``primary`` replaces primary-header cards (for a real header of another exposure);
+    ``covariance`` makes the stars elliptical (`render_scene`).
     """
     rng = np.random.default_rng(seed)
     gains = policy_gains(instrument)
@@ -110,7 +134,7 @@ def inject(instrument: str, target: pathlib.Path, seed: int = 7, primary: dict |
     amp_hdus = [h for h in hdul[1:] if "DATASEC" in h.header]
     rows = section(amp_hdus[0].header["DETSIZE"])[3]
     cols = section(amp_hdus[0].header["DETSIZE"])[1]
-    truth_e, stars = render_scene((rows, cols), rng)
+    truth_e, stars = render_scene((rows, cols), rng, covariance)
     observed_e = rng.poisson(truth_e).astype(np.float64)
     for hdu in amp_hdus:
         header = hdu.header
@@ -181,6 +205,22 @@ def test_sfm_measures_a_known_scene_on_a_real_raw(instrument: str, tmp_path: pat
     nearest = np.argmin(np.hypot(found[:, None, 0] - stars[None, :, 0], found[:, None, 1] - stars[None, :, 1]), axis=0)
     ratio = catalog.flux[nearest] / stars[:, 2]
     assert np.median(ratio) == pytest.approx(1.0, abs=0.01)
+
+
+@pytest.mark.parametrize("instrument", ["LATISS", "LSSTCam"])
+def test_psf_ellipticity_sign_in_dm_axes(instrument: str, tmp_path: pathlib.Path) -> None:
+    """e1 and e2 are measured in the DM pixel axes the camera's CCD_SERPAR WCS defines.
+
+    With the header-DETSEC orientation (y flipped) e2 would come out with the opposite sign.
+    """
+    sxx, syy, sxy = 3.6, 2.9, 0.45  # px², before the pixel's own 1/12
+    path = tmp_path / "raw.fits"
+    inject(instrument, path, covariance=(sxx, syy, sxy))
+    metrics = measure_detector(path, SfmConfig(refcat="", write_binned=False)).metrics
+    ixx, iyy = sxx + 1.0 / 12.0, syy + 1.0 / 12.0
+    assert metrics["e1"] == pytest.approx((ixx - iyy) / (ixx + iyy), abs=0.005)
+    assert metrics["e2"] == pytest.approx(2 * sxy / (ixx + iyy), abs=0.005)
+    assert metrics["e2"] > 0.1
 
 
 def test_a_wrong_header_wcs_is_replaced(tmp_path: pathlib.Path) -> None:
