@@ -8,7 +8,9 @@ while mapped would kill the worker with SIGBUS.
 from __future__ import annotations
 
 import pathlib
+import re
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -19,6 +21,7 @@ from .base import PipelineError
 
 __all__ = [
     "AmpError",
+    "amp_extname",
     "CAM_CODES",
     "amp_pixels",
     "identify_detector",
@@ -30,8 +33,21 @@ __all__ = [
     "release",
 ]
 
+_SEGMENT = re.compile(r"^\s*segment(\d\d)\s*$", re.IGNORECASE)
+
 #: Instrument by camera code (``CAMCODE``, the first two letters of an obsid).
 CAM_CODES = {"AT": "LATISS", "CC": "LSSTComCam", "MC": "LSSTCam"}
+
+
+def amp_extname(header: Mapping[str, Any]) -> str:
+    """An amp HDU's EXTNAME as the camera spells it (``Segment10``), matched as FITS readers do.
+
+    FITS EXTNAMEs compare case-insensitively and without trailing blanks: ``SEGMENT10`` and
+    ``segment10 `` are ``Segment10``. Anything else is returned stripped, as it is.
+    """
+    name = str(header.get("EXTNAME", "?"))
+    match = _SEGMENT.match(name)
+    return f"Segment{match.group(1)}" if match else name.strip()
 
 
 def open_fits(path: pathlib.Path) -> fits.HDUList:

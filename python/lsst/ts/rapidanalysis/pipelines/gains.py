@@ -34,7 +34,9 @@ import yaml
 from ..data.camera_description import SOURCE as DESCRIPTION_SOURCE
 from ..data.camera_description import AmpElectronics
 from .base import PipelineError
+from .fits_input import amp_extname
 
+# amp_extname is re-exported for the callers that found it here first.
 __all__ = ["AmpGain", "AmpGains", "amp_extname", "read_gain_calibration"]
 
 CALIBRATION_SOURCE = "gain calibration"
@@ -42,17 +44,6 @@ HEADER_SOURCE = "header GAIN card"
 NOMINAL_SOURCE = "nominal gain of the sensor type"
 
 _AMP_KEY = re.compile(r"^\s*(?:segment|c)(\d\d)\s*$", re.IGNORECASE)
-
-
-def amp_extname(header: Mapping[str, Any]) -> str:
-    """An amp HDU's EXTNAME as the camera spells it (``Segment10``), matched as FITS readers do.
-
-    FITS EXTNAMEs compare case-insensitively and without trailing blanks: ``SEGMENT10`` and
-    ``segment10 `` are ``Segment10``. Anything else is returned stripped, as it is.
-    """
-    name = str(header.get("EXTNAME", "?"))
-    match = _AMP_KEY.match(name) if name.strip().lower().startswith("segment") else None
-    return f"Segment{match.group(1)}" if match else name.strip()
 
 
 def _amp_number(key: str) -> str | None:

@@ -29,7 +29,7 @@ import pydantic
 from astropy.io import fits
 
 from .base import Pipeline, PipelineConfig, PipelineContext, PipelineError, PipelineResult, Product, safe_file_name
-from .fits_input import AmpError, amp_pixels, identify_detector, is_image, open_fits, read_data, release
+from .fits_input import AmpError, amp_extname, amp_pixels, identify_detector, is_image, open_fits, read_data, release
 
 __all__ = [
     "ImageStatsConfig",
@@ -432,7 +432,8 @@ def _measure_raw(
     context: PipelineContext,
 ) -> None:
     """Per-amp overscan and data-section statistics of a camera raw."""
-    names = [str(hdu.header.get("EXTNAME", f"HDU{i + 1}")) for i, hdu in enumerate(amp_hdus)]
+    # EXTNAMEs as FITS readers match them: SEGMENT10 is Segment10.
+    names = [amp_extname(hdu.header) if "EXTNAME" in hdu.header else f"HDU{i + 1}" for i, hdu in enumerate(amp_hdus)]
     expected: tuple[str, ...] = ()
     if all(name.startswith("Segment") for name in names):
         expected = _AMPS_8 if physical_type == "ITL_WF" else _AMPS_16

@@ -51,8 +51,18 @@ from ..data.amp_geometry import (
 from ..data.camera import Instrument
 from ..data.camera_description import AmpElectronics, amp_electronics
 from .base import PipelineContext, PipelineError
-from .fits_input import AmpError, amp_pixels, identify_detector, instrument_of, is_image, open_fits, read_data, release
-from .gains import AmpGain, AmpGains, amp_extname, read_gain_calibration
+from .fits_input import (
+    AmpError,
+    amp_extname,
+    amp_pixels,
+    identify_detector,
+    instrument_of,
+    is_image,
+    open_fits,
+    read_data,
+    release,
+)
+from .gains import AmpGain, AmpGains, read_gain_calibration
 from .image_stats import clipped_stats, clipped_std_bias
 
 __all__ = ["IsrSettings", "IsrImage", "run_isr", "read_calibrated_image", "load_image", "SAT", "NO_DATA"]
