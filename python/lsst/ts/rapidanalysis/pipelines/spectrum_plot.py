@@ -98,6 +98,9 @@ def plot_spectrum_examination(
     ax = fig.add_subplot(grid[2, 0:2])
     if rows.size:
         ax.plot(rows, trace.row_flux / gain, lw=0.5, color="C2")
+        if trace.plateau is not None and trace.plateau.any():
+            plateau = trace.plateau
+            ax.plot(rows[plateau], trace.row_flux[plateau] / gain, ",", color="k", label="plateau rows")
         continuum = metrics.get("continuumAdu", math.nan)
         if math.isfinite(continuum):
             ax.axhline(continuum, color="k", ls="--", lw=0.8, label=f"continuum {continuum:.4g} ADU")
@@ -105,7 +108,7 @@ def plot_spectrum_examination(
         _good_span(ax, good_first, good_last)
     ax.set_xlabel("row")
     ax.set_ylabel("row sum (ADU)")
-    ax.set_title("row sums across the box", fontsize=9, y=1.0)
+    ax.set_title("row sums across the box (continuum: mean of the plateau rows)", fontsize=9, y=1.0)
 
     ax = fig.add_subplot(grid[2, 2:4])
     finite = np.isfinite(trace.fwhm) if rows.size else np.zeros(0, dtype=bool)
