@@ -1,7 +1,9 @@
 """Visit plots: the focal-plane map of PSF FWHM with ellipticity whiskers, and the binned mosaic.
 
 Both place detectors by `lsst.ts.rapidanalysis.data.camera_layout` (focal-plane mm, and the
-corner rafts' yaw), so they look the same for any selection of detectors.
+corner rafts' yaw), so they look the same for any selection of detectors. Detector images and
+``e1``/``e2`` are in the DM stack's pixel axes (`lsst.ts.rapidanalysis.data.amp_geometry`: amps
+C1x on top), which cameraGeom turns onto the focal plane by the detector's yaw alone, as here.
 """
 
 from __future__ import annotations
