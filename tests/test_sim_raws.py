@@ -12,20 +12,41 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS, FITSFixedWarning
 
-from lsst.ts.rapidanalysis.data.amp_geometry import assemble_hdus, get_geometry
+from lsst.ts.rapidanalysis.data.amp_geometry import assemble_hdus, get_geometry, parse_section
 from lsst.ts.rapidanalysis.data.camera import get_instrument
 from lsst.ts.rapidanalysis.data.data_id import DataId
 from lsst.ts.rapidanalysis.data.raw_store import RawStore
-from lsst.ts.rapidanalysis.sim.raw_writer import SimulatedRaw, simulate_detector, simulate_exposure
+from lsst.ts.rapidanalysis.pipelines.fits_input import identify_detector, instrument_of
+from lsst.ts.rapidanalysis.pipelines.raw_wcs import checked_wcs
+from lsst.ts.rapidanalysis.sim.raw_writer import SimulatedRaw, serpar_cards, simulate_detector, simulate_exposure
 from lsst.ts.rapidanalysis.sim.refcat import field_reference_catalog
 from lsst.ts.rapidanalysis.sim.scene import SceneConfig, adaptive_moments, pixel_response, render_detector
 from lsst.ts.rapidanalysis.sim.truth import read_truth, stars_table
+from real_raws import REAL_FORMATS
 
 CAMERA = get_instrument("LSSTCam")
+_REAL_HEADER = REAL_FORMATS / "headers" / "lsstCam-MC_O_20250609_000578_R01_S01.yaml"
+_REAL_CARDS = yaml.safe_load(_REAL_HEADER.read_text()) if _REAL_HEADER.is_file() else {}
+_SPLIT = list(_REAL_CARDS).index("XTENSION") if _REAL_CARDS else 0
+#: The primary-header keys of a real LSSTCam raw (checksums and FITS structure aside).
+REAL_PRIMARY_KEYS = [k for k in list(_REAL_CARDS)[:_SPLIT] if k not in ("SIMPLE", "EXTEND", "COMMENT")]
+#: The amp-header keys of a real raw that describe the amp (compression, checksums and the
+#: camera's other coordinate systems aside: only CCD_SERPAR, key B, is written).
+REAL_AMP_KEYS = [
+    k
+    for k in list(_REAL_CARDS)[_SPLIT:]
+    if not k.startswith(("Z", "T", "XTENSION", "BITPIX", "NAXIS", "PCOUNT", "GCOUNT", "CHECKSUM", "DATASUM"))
+    and not (
+        k[-1] in "ACRFEQ"
+        and k[:-1].rstrip("0123456789_").endswith(("WCSNAME", "CTYPE", "PC", "CDELT", "CRPIX", "CRVAL"))
+    )
+    and k not in ("BSCALE", "BZERO", "INHERIT")
+]
 OBSID = "MC_O_20251115_000042"
 OVERSCAN_SKIP = 3
 
@@ -47,7 +68,7 @@ def isr_electrons(path: pathlib.Path, gains: dict[str, float]) -> tuple[np.ndarr
             if "DATASEC" not in hdu.header:
                 continue
             data = hdu.data.astype(np.float64)
-            geom = get_geometry(primary["CCD_TYPE"])  # full-size layout: region widths never scale
+            geom = get_geometry(primary["CCD_MANU"])  # full-size layout: region widths never scale
             prescan = geom.amps[0].prescan.width
             x0 = prescan + (data.shape[1] - prescan - geom.amps[0].serial_overscan.width)
             height = data.shape[0] - geom.amps[0].parallel_overscan.height
@@ -70,10 +91,16 @@ def check_headers(path: pathlib.Path, detector_id: int, obsid: str = OBSID, scal
         for key in (
             "OBSID GROUPID DAYOBS SEQNUM CAMCODE CONTRLLR IMGTYPE EXPTIME DARKTIME DATE-OBS DATE-BEG DATE-END "
             "MJD-OBS MJD-BEG MJD-END TIMESYS INSTRUME TELESCOP OBS-LONG OBS-LAT OBS-ELEV RA DEC ROTPA AZSTART "
-            "AZEND ELSTART ELEND AMSTART FILTER FILTBAND CCD_MANU CCD_TYPE CCDSLOT RAFTBAY DETSIZE HEADVER "
-            "CTYPE1 CRVAL1 CD1_1"
+            "AZEND ELSTART ELEND AMSTART FILTER FILTBAND CCD_MANU CCD_TYPE CCDSLOT RAFTBAY HEADVER FILENAME"
         ).split():
             assert key in primary, key
+        # Every card of a real LSSTCam raw's primary header (MC_O_20250609_000578), and, like it, no WCS.
+        for key in REAL_PRIMARY_KEYS:
+            assert key in primary, key
+        assert "CTYPE1" not in primary and "CD1_1" not in primary and "DETSIZE" not in primary
+        assert primary["FILENAME"] == path.name.removesuffix(".fz")
+        models = {"E2V": "CCD250", "ITL": "3800C", "ITL_G": "3800C", "ITL_WF": "4400B"}
+        assert primary["CCD_TYPE"] == models[detector.physical_type]
         assert primary["OBSID"] == obsid and path.name.startswith(obsid)
         assert path.name.split(".")[0] == f"{obsid}_{primary['RAFTBAY']}_{primary['CCDSLOT']}"
         assert f"{primary['RAFTBAY']}_{primary['CCDSLOT']}" == detector.name
@@ -87,12 +114,14 @@ def check_headers(path: pathlib.Path, detector_id: int, obsid: str = OBSID, scal
         assert primary["TIMESYS"] == "TAI" and primary["HEADVER"] == 2 and primary["INSTRUME"] == "LSSTCam"
         # Like the camera's raws: gains and saturation come from the camera description, not cards.
         assert not any(k in h.header for h in hdul for k in ("GAIN", "SATURATE", "BIASSEC"))
-        assert primary["DETSIZE"] == geom.detsize and primary["CCD_TYPE"] == detector.physical_type
         assert primary["MJD-END"] > primary["MJD-BEG"] or primary["EXPTIME"] == 0
         amp_hdus = [h for h in hdul if h.header.get("XTENSION") in ("IMAGE", "BINTABLE") and "DATASEC" in h.header]
         assert [h.header["EXTNAME"] for h in amp_hdus] == [a.extname for a in geom.amps]
         for hdu, amp in zip(amp_hdus, geom.amps, strict=True):
             assert hdu.header["DATASEC"] == amp.datasec and hdu.header["DETSEC"] == amp.detsec
+            assert hdu.header["DETSIZE"] == geom.detsize
+            for key in REAL_AMP_KEYS:
+                assert key in hdu.header, key
             assert hdu.header["CHANNEL"] == amp.channel
             assert hdu.data.shape == amp.raw_shape and hdu.data.dtype.kind == "i"
             assert all(hdu.header[k] == v for k, v in amp.mosaic_cards().items())
@@ -104,6 +133,17 @@ def header_wcs(header: fits.Header) -> WCS:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)  # the primary HDU has no data axes
         return WCS(header)
+
+
+def pipeline_wcs(path: pathlib.Path) -> WCS:
+    """The WCS the pipelines use: LSSTCam raws carry none, only RA/DEC/ROTPA (pipelines/raw_wcs.py)."""
+    header = fits.getheader(path, 0)
+    instrument = instrument_of(header)
+    detector = instrument.detector(identify_detector(header)[1])
+    detsize = parse_section(fits.getheader(path, 1)["DETSIZE"]).box
+    checked = checked_wcs(header, instrument, detector, (detsize.height, detsize.width))
+    assert checked.source in ("header", "camera geometry and pointing"), checked
+    return checked.wcs
 
 
 def fitsverify(path: pathlib.Path) -> None:
@@ -131,7 +171,7 @@ def check_truth_recoverable(result: SimulatedRaw) -> None:
 
     # WCS: truth RA/Dec -> truth x, y (0-based) within 0.1 px
     stars = stars_table(truth)
-    wcs = header_wcs(fits.getheader(result.path, 0))
+    wcs = pipeline_wcs(result.path)
     x, y = wcs.all_world2pix(stars["ra"], stars["dec"], 0)
     assert np.max(np.hypot(x - stars["x"], y - stars["y"])) < 0.1
 
@@ -359,7 +399,7 @@ def test_exposure_of_several_detectors(tmp_path: pathlib.Path) -> None:
     # All detectors share one projection: the boresight is CRVAL everywhere; each star's WCS position matches.
     for p in paths.values():
         truth = json.loads(p.with_name(p.name + ".truth.json").read_text())
-        wcs = header_wcs(fits.getheader(p, 0))
+        wcs = pipeline_wcs(p)
         assert tuple(wcs.wcs.crval) == pytest.approx((10.0, -45.0))
         stars = stars_table(truth)
         if len(stars):
@@ -375,7 +415,7 @@ def test_other_instruments(tmp_path: pathlib.Path) -> None:
     )
     header = fits.getheader(latiss.path, 0)
     assert header["INSTRUME"] == "LATISS" and header["FILTER"] == "SDSSr_65mm" and header["GRATING"] == "empty"
-    assert header["RAFTBAY"] == "RXX" and header["CCDSLOT"] == "S00"
+    assert header["RAFTBAY"] == "R00" and header["CCDSLOT"] == "S00"  # as LATISS's camera writes them
     assert abs(header_wcs(header).proj_plane_pixel_scales()[0].to_value("arcsec") - 0.095695) < 1e-6
     assert all(1.0 < a["gain"] < 1.15 for a in latiss.truth["amps"].values())
     comcam = simulate_detector(
@@ -383,9 +423,22 @@ def test_other_instruments(tmp_path: pathlib.Path) -> None:
     )
     header = fits.getheader(comcam.path, 0)
     assert header["FILTER"] == "i_06" and header["FILTBAND"] == "i" and header["CAMCODE"] == "CC"
-    assert abs(header_wcs(header).proj_plane_pixel_scales()[0].to_value("arcsec") - 0.20018) < 1e-6
+    assert abs(pipeline_wcs(comcam.path).proj_plane_pixel_scales()[0].to_value("arcsec") - 0.20018) < 1e-6
     with pytest.raises(ValueError, match="not of LATISS"):
         simulate_detector("LATISS", 0, tmp_path, "MC_O_20251115_000005", scale=0.1)
+
+
+def test_itl_amp_cards_are_the_cameras() -> None:
+    """Segment10 of an ITL detector: every geometry card as in the real 2025 LSSTCam raw's header."""
+    if not _REAL_CARDS:
+        pytest.skip(f"{_REAL_HEADER} is not present")
+    amp = get_geometry("ITL").amp("Segment10")
+    real = dict(list(_REAL_CARDS.items())[_SPLIT:])
+    ours = {"DATASEC": amp.datasec, "DETSEC": amp.detsec, "DETSIZE": get_geometry("ITL").detsize}
+    ours.update(amp.mosaic_cards())
+    ours.update(serpar_cards(amp))
+    for key, value in ours.items():
+        assert real[key] == value, key
 
 
 def test_render_speed_report() -> None:

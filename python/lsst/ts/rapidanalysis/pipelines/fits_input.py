@@ -22,6 +22,7 @@ from .base import PipelineError
 __all__ = [
     "AmpError",
     "amp_extname",
+    "sensor_make",
     "CAM_CODES",
     "amp_pixels",
     "identify_detector",
@@ -129,6 +130,12 @@ def instrument_of(header: fits.Header) -> Instrument | None:
         if isinstance(code, str) and code in CAM_CODES:
             return get_instrument(CAM_CODES[code])
     return None
+
+
+def sensor_make(header: Mapping[str, Any]) -> str:
+    """``E2V`` or ``ITL`` from ``CCD_MANU``, else "" (``CCD_TYPE`` holds the sensor model, e.g. 3800C)."""
+    make = str(header.get("CCD_MANU", "") or "").strip().upper()
+    return make if make in ("E2V", "ITL") else ""
 
 
 def identify_detector(header: fits.Header) -> tuple[int, str, str | None, list[str]]:

@@ -29,7 +29,17 @@ import pydantic
 from astropy.io import fits
 
 from .base import Pipeline, PipelineConfig, PipelineContext, PipelineError, PipelineResult, Product, safe_file_name
-from .fits_input import AmpError, amp_extname, amp_pixels, identify_detector, is_image, open_fits, read_data, release
+from .fits_input import (
+    AmpError,
+    amp_extname,
+    amp_pixels,
+    identify_detector,
+    is_image,
+    open_fits,
+    read_data,
+    release,
+    sensor_make,
+)
 
 __all__ = [
     "ImageStatsConfig",
@@ -405,7 +415,7 @@ def _measure_file(path: pathlib.Path, config: ImageStatsConfig, context: Pipelin
             flags=flags,
         )
         if amp_hdus:
-            _measure_raw(result, primary, amp_hdus, physical_type or str(primary.get("CCD_TYPE", "")), config, context)
+            _measure_raw(result, primary, amp_hdus, physical_type or sensor_make(primary), config, context)
         else:
             _measure_image(result, hdul, config)
         return result

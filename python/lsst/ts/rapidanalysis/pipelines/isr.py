@@ -61,6 +61,7 @@ from .fits_input import (
     open_fits,
     read_data,
     release,
+    sensor_make,
 )
 from .gains import AmpGain, AmpGains, read_gain_calibration
 from .image_stats import clipped_stats, clipped_std_bias
@@ -197,7 +198,7 @@ def run_isr(
         For cancellation between amps.
     """
     detector, detector_name, physical_type, flags = identify_detector(primary)
-    physical_type = physical_type or str(primary.get("CCD_TYPE", "") or "")
+    physical_type = physical_type or sensor_make(primary)
     result = IsrImage(
         image=np.empty((0, 0), np.float32),
         mask=np.empty((0, 0), np.uint8),

@@ -22,6 +22,7 @@ saturation (ADU above bias), as well as at the scene's full well (electrons).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import math
 import pathlib
@@ -35,6 +36,7 @@ from ..data.amp_geometry import DEFAULT_SATURATION, DetectorGeometry, get_geomet
 from ..data.camera import CAMERA_WRITES_INSTRUME, Detector, Instrument, get_instrument
 from ..data.camera_description import amp_electronics as described_electronics
 from ..data.data_id import OBSID_RE
+from ..data.raw_names import raw_file_names
 from .focal_plane import (
     SITE,
     Pointing,
@@ -63,7 +65,9 @@ __all__ = [
     "simulate_detector",
     "simulate_exposure",
     "SimulatedRaw",
+    "detector_cards",
     "hdulist_bytes",
+    "serpar_cards",
     "lsst_num",
     "electronics_truth",
 ]
@@ -71,6 +75,10 @@ __all__ = [
 #: Largest value of the 18-bit ADC.
 ADC_MAX = 2**18 - 1
 _ELECTRONICS_SEED = 314159
+# CCD_TYPE as the camera writes it (the sensor model, not the DM stack's physical type).
+_CCD_TYPE = {"E2V": "CCD250", "ITL": "3800C", "ITL_G": "3800C", "ITL_WF": "4400B"}
+# LATISS's RAFTBAY and CCDSLOT, as its camera writes them (the DM stack says RXX_S00).
+_LATISS_SLOT = ("R00", "S00")
 _LSST_NUM = {
     "E2V": "E2V-CCD250-{:03d}",
     "ITL": "ITL-3800C-{:03d}",
@@ -217,8 +225,6 @@ def raw_path(
     root: pathlib.Path | str, instrument: Instrument, obsid: str, detector: Detector, compress: bool = False
 ) -> pathlib.Path:
     """``{root}/{instrument}/{dayObs}/{obsid}/`` and the name the camera writes today (`raw_file_names`)."""
-    from ..data.raw_names import raw_file_names
-
     _, day_obs, _ = parse_obsid(obsid, instrument)
     name = raw_file_names(instrument, obsid, detector.id, suffixes=(".fits.fz" if compress else ".fits",))[0]
     return pathlib.Path(root) / instrument.name / day_obs / obsid / name
@@ -229,6 +235,20 @@ def lsst_num(instrument: Instrument, detector: Detector) -> str:
     if instrument.name == "LATISS":
         return "ITL-3800C-068"
     return _LSST_NUM[detector.physical_type].format(detector.id)
+
+
+def detector_cards(instrument: Instrument, detector: Detector, obsid: str) -> dict[str, Any]:
+    """The primary-header cards that differ between the detectors of one exposure, as the camera writes them."""
+    raft, slot = _LATISS_SLOT if instrument.name == "LATISS" else (detector.raft, detector.sensor)
+    return {
+        "RAFTBAY": raft,
+        "CCDSLOT": slot,
+        "LSST_NUM": lsst_num(instrument, detector),
+        "CCD_SERN": f"{detector.id:05d}",
+        "RAFTNAME": f"LCA-11021_RTM-{detector.id // 9:03d}",
+        "IMAGETAG": hashlib.sha1(f"{obsid}/{detector.id}".encode()).hexdigest()[:16],
+        "FILENAME": raw_file_names(instrument, obsid, detector.id)[0],
+    }
 
 
 def _filter_names(instrument: Instrument, band: str, grating: str | None) -> tuple[str, str]:
@@ -297,7 +317,14 @@ def primary_header(
     def num(value: float, digits: int = 6) -> float | None:
         return round(value, digits) if math.isfinite(value) else None
 
+    identity = detector_cards(instrument, detector, obsid)
+    geo_x, geo_y, geo_z = _geocentric(site)
     cards: list[tuple[str, Any, str]] = [
+        ("BINX", 1, ""),
+        ("BINY", 1, ""),
+        # The camera writes these two placeholders; nothing may read them as the electronics.
+        ("CCDGAIN", 1.0, ""),
+        ("CCDNOISE", 10.0, ""),
         ("DATE", tai_iso(end + 2.0), "File creation (TAI)"),
         ("MJD", mjd_from_tai(end + 2.0), "File creation (MJD TAI)"),
         ("DATE-OBS", tai_iso(tai), "Start of exposure (TAI)"),
@@ -322,12 +349,17 @@ def primary_header(
         ("REASON", "simulation", ""),
         ("CURINDEX", 1, ""),
         ("MAXINDEX", 1, ""),
+        ("TSTAND", "SIMULATION", ""),
+        ("IMAGETAG", identity["IMAGETAG"], ""),
         ("OBSANNOT", "", ""),
         ("INSTRUME", CAMERA_WRITES_INSTRUME[instrument.name], ""),
         ("TELESCOP", optics.telescope, ""),
         ("OBS-LONG", site.longitude, "deg east"),
         ("OBS-LAT", site.latitude, "deg"),
         ("OBS-ELEV", site.elevation, "m"),
+        ("OBSGEO-X", geo_x, "m"),
+        ("OBSGEO-Y", geo_y, "m"),
+        ("OBSGEO-Z", geo_z, "m"),
         ("OBJECT", "SIMULATED_FIELD" if kind == "sky" else img_type.upper(), ""),
         ("RA", point.ra, "Boresight RA (deg)"),
         ("DEC", point.dec, "Boresight Dec (deg)"),
@@ -348,12 +380,27 @@ def primary_header(
         ("TRACKSYS", "RADEC", ""),
         ("RADESYS", "ICRS", ""),
         ("FOCUSZ", 0.0, ""),
+        ("VIGNETTE", "NO", ""),
+        ("VIGN_MIN", "NO", ""),
         ("CCD_MANU", detector.physical_type.split("_")[0], "CCD manufacturer"),
-        ("CCD_TYPE", detector.physical_type, "Physical type"),
-        ("CCDSLOT", detector.sensor, ""),
-        ("RAFTBAY", detector.raft, ""),
-        ("LSST_NUM", lsst_num(instrument, detector), ""),
-        ("DETSIZE", geometry.detsize, ""),
+        ("CCD_TYPE", _CCD_TYPE[detector.physical_type], "CCD model"),
+        ("CCDSLOT", identity["CCDSLOT"], ""),
+        ("RAFTBAY", identity["RAFTBAY"], ""),
+        ("FIRMWARE", "3139500e", ""),
+        ("PLATFORM", instrument.name.lower(), ""),
+        ("CONTNUM", "18ed9486", ""),
+        ("DAQVERS", "R5-V13.4 2025-03-20T16:46:35Z (simulated)", ""),
+        ("DAQPART", "camera", ""),
+        ("DAQFOLD", "raw", ""),
+        ("SEQFILE", "FP_sim.seq", ""),
+        ("SEQNAME", "FP_sim.seq", ""),
+        ("SEQCKSUM", "0", ""),
+        ("LSST_NUM", identity["LSST_NUM"], ""),
+        ("CCD_SERN", identity["CCD_SERN"], ""),
+        ("REBNAME", "LCA-13574-000", ""),
+        ("RAFTNAME", identity["RAFTNAME"], ""),
+        ("FPVERS", "1.2.14", ""),
+        ("IHVERS", "1.1.10", ""),
         ("HEADVER", 2, ""),
         ("FILTBAND", band, ""),
         ("FILTER", filter_name, "Physical filter"),
@@ -366,24 +413,79 @@ def primary_header(
         ("EXPTIME", float(exp_time), "Exposure time (s)"),
         ("DARKTIME", float(exp_time), "Dark time (s)"),
         ("SHUTTIME", float(exp_time) if kind not in ("bias", "dark") else 0.0, "Shutter open time (s)"),
+        ("AIRTEMP", 9.7, "deg C"),
+        ("PRESSURE", 74210.0, "Pa"),
+        ("HUMIDITY", 11.2, "%"),
+        ("WINDSPD", 5.9, "m/s"),
+        ("WINDDIR", 5.5, "deg"),
+        ("SEEING", None, ""),
+        ("FILENAME", identity["FILENAME"], "Original file name"),
     ]
     header = fits.Header()
     for key, value, comment in cards:
         header[key] = (value, comment)
-    header.extend(wcs_cards(detector_wcs(instrument, detector, geometry, point)), update=True)
+    if instrument.name == "LATISS":
+        # LATISS raws carry a TAN WCS (sometimes a wrong one); LSSTCam's carry none, only the
+        # pointing cards, from which the pipelines build it (pipelines/raw_wcs.py).
+        header.extend(wcs_cards(detector_wcs(instrument, detector, geometry, point)), update=True)
+    header["HIERARCH STUTTER ROWS"] = 0
+    header["HIERARCH STUTTER DELAY"] = 0.0
+    header["HIERARCH STUTTER NSHIFTS"] = 0
     header["SIMULATE"] = (True, "lsst.ts.rapidanalysis.sim")
     for key, value in (extra or {}).items():
         header[key] = value
     return header
 
 
-def _amp_header(amp, el: AmpElectronics) -> fits.Header:
+def _geocentric(site: Any) -> tuple[float, float, float]:
+    """OBSGEO-X/Y/Z (m) of a site (WGS84)."""
+    a, f = 6378137.0, 1 / 298.257223563
+    lat, lon = math.radians(site.latitude), math.radians(site.longitude)
+    e2 = f * (2 - f)
+    n = a / math.sqrt(1 - e2 * math.sin(lat) ** 2)
+    r = (n + site.elevation) * math.cos(lat)
+    z = (n * (1 - e2) + site.elevation) * math.sin(lat)
+    return round(r * math.cos(lon), 2), round(r * math.sin(lon), 2), round(z, 2)
+
+
+def serpar_cards(amp: Any) -> dict[str, Any]:
+    """The camera's ``CCD_SERPAR`` WCS (key B) of an amp: raw pixel -> 1-based (serial, parallel) in the CCD.
+
+    The camera writes it in every amp header; (serial, parallel) - 1 is the DM pixel (column, row).
+    """
+    box, data = amp.detector_box, amp.data
+    s0 = box.x1 + data.x0 + 1 if amp.flip_x else box.x0 - data.x0
+    p0 = box.y1 + data.y0 + 1 if amp.flip_y else box.y0 - data.y0
+    return {
+        "WCSNAMEB": "CCD_SERPAR",
+        "CTYPE1B": "CCD_S",
+        "CTYPE2B": "CCD_P",
+        "PC1_1B": -1.0 if amp.flip_x else 1.0,
+        "PC1_2B": 0.0,
+        "PC2_1B": 0.0,
+        "PC2_2B": -1.0 if amp.flip_y else 1.0,
+        "CDELT1B": 1.0,
+        "CDELT2B": 1.0,
+        "CRPIX1B": 0.0,
+        "CRPIX2B": 0.0,
+        "CRVAL1B": float(s0),
+        "CRVAL2B": float(p0),
+    }
+
+
+def _amp_header(amp, el: AmpElectronics, detsize: str) -> fits.Header:
     header = fits.Header()
-    header["EXTNAME"] = amp.extname
     header["CHANNEL"] = amp.channel
+    header["EXTNAME"] = amp.extname
+    header["CCDSUM"] = "1 1"
     header["DATASEC"] = amp.datasec
     header["DETSEC"] = amp.detsec
+    header["DETSIZE"] = detsize
     for key, value in amp.mosaic_cards().items():
+        header[key] = value
+    header["DTM1_2"] = 0.0
+    header["DTM2_1"] = 0.0
+    for key, value in serpar_cards(amp).items():
         header[key] = value
     # Like the camera, no GAIN, BIASSEC or SATURATE: they come from the camera description.
     return header
@@ -400,7 +502,7 @@ def make_hdulist(
     """A raw's HDUs: primary, one per amp (RICE_1 with one-row tiles if ``compress``), two tables."""
     hdus: list[Any] = [fits.PrimaryHDU(header=header)]
     for amp in geometry.amps:
-        amp_header = _amp_header(amp, electronics[amp.name])
+        amp_header = _amp_header(amp, electronics[amp.name], geometry.detsize)
         data = amps[amp.name]
         if compress:
             hdus.append(

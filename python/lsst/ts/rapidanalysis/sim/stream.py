@@ -45,10 +45,10 @@ from .focal_plane import Pointing, tai_iso, wcs_params, zenith_pointing
 from .raw_writer import (
     amp_electronics,
     default_tai_start,
+    detector_cards,
     electronics_truth,
     electrons_to_amps,
     hdulist_bytes,
-    lsst_num,
     make_hdulist,
     parse_obsid,
     primary_header,
@@ -375,19 +375,18 @@ class StreamWriter:
         self, detector: Detector, template: _Template, base: _HeaderTemplate, point: Pointing, exposure: dict
     ) -> tuple[pathlib.Path, int]:
         geometry = get_geometry(detector.physical_type, self.scale)
-        crpix, cd = wcs_params(self.instrument, detector, geometry, point)
-        values: dict[str, Any] = {
-            "RAFTBAY": detector.raft,
-            "CCDSLOT": detector.sensor,
-            "LSST_NUM": lsst_num(self.instrument, detector),
-            "CRPIX1": crpix[0],
-            "CRPIX2": crpix[1],
-            "CD1_1": float(cd[0, 0]),
-            "CD1_2": float(cd[0, 1]),
-            "CD2_1": float(cd[1, 0]),
-            "CD2_2": float(cd[1, 1]),
-        }
         obsid = exposure["obsid"]
+        values: dict[str, Any] = detector_cards(self.instrument, detector, obsid)
+        if "CRPIX1" in base.index:  # a camera that writes a WCS (LATISS)
+            crpix, cd = wcs_params(self.instrument, detector, geometry, point)
+            values.update(
+                CRPIX1=crpix[0],
+                CRPIX2=crpix[1],
+                CD1_1=float(cd[0, 0]),
+                CD1_2=float(cd[0, 1]),
+                CD2_1=float(cd[1, 0]),
+                CD2_2=float(cd[1, 1]),
+            )
         path = raw_path(self.root, self.instrument, obsid, detector, self.compress)
         path.parent.mkdir(parents=True, exist_ok=True)
         extra = [("SIMTEMPL", template.index, "stream template index (pixels from a template)")]
