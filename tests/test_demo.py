@@ -41,14 +41,14 @@ def test_demo_runs_end_to_end(tmp_path: pathlib.Path) -> None:
     assert "Results database:" in out, out
 
     # What the summary points at exists: the raws the camera wrote, the plots, the database rows.
-    raws = sorted((workdir / "raw" / "LATISS").rglob("AT_O_*_RXX_S00.fits"))
+    raws = sorted((workdir / "raw" / "LATISS").rglob("AT_O_*_R00_S00.fits"))
     assert len(raws) == 2, raws
     with open_results(workdir / "products" / "results.sqlite3") as db:
         jobs = db.jobs()
         assert set(jobs["state"]) == {"succeeded"}, jobs
         assert sorted(jobs["pipeline"]) == ["image_stats", "mount_torque", "sfm", "sfm_gather"], jobs
         assert set(jobs["trigger"]) == {"autonomous"}, jobs
-        assert set(jobs["image_name"]) == {raw.name.removesuffix("_RXX_S00.fits") for raw in raws}
+        assert set(jobs["image_name"]) == {raw.name.removesuffix("_R00_S00.fits") for raw in raws}
         products = db.products()
         # The bias histogram, the focal-plane map, the mosaic and the mount plot.
         assert len(products) == 4 and all(pathlib.Path(p).exists() for p in products["path"]), products

@@ -223,6 +223,22 @@ def test_psf_ellipticity_sign_in_dm_axes(instrument: str, tmp_path: pathlib.Path
     assert metrics["e2"] > 0.1
 
 
+def test_wrong_header_datasec_does_not_move_pixels(tmp_path: pathlib.Path) -> None:
+    """LATISS 2022 headers say DATASEC [1:509,1:2000] (real: AT_O_20220405_000348); the camera geometry wins."""
+    path = tmp_path / "raw.fits"
+    stars = inject("LATISS", path)
+    with fits.open(path, mode="update") as hdul:
+        for hdu in hdul[1:]:
+            if "DATASEC" in hdu.header:
+                hdu.header["DATASEC"] = "[1:509,1:2000]"
+    measurement = measure_detector(path, SfmConfig(refcat="", write_binned=False))
+    assert any("disagree with the camera geometry" in f and "[1:509,1:2000]" in f for f in measurement.flags)
+    assert measurement.metrics["skyBg"] == pytest.approx(SKY_E, rel=0.01)
+    found = np.column_stack([measurement.catalog.x, measurement.catalog.y])
+    distance = np.min(np.hypot(found[:, None, 0] - stars[None, :, 0], found[:, None, 1] - stars[None, :, 1]), axis=0)
+    assert np.mean(distance < 0.5) > 0.98
+
+
 def test_a_wrong_header_wcs_is_replaced(tmp_path: pathlib.Path) -> None:
     """LATISS AT_O_20220405_000348's real header says 378″/px: the camera geometry's WCS is used instead."""
     header_path = REAL_FORMATS / "headers" / "latiss-AT_O_20220405_000348.yaml"

@@ -235,7 +235,9 @@ async def test_latiss_take_images(tmp_path: pathlib.Path) -> None:
         # the raws were complete, in the raw store layout, before endReadout was seen
         for s in starts:
             assert events.files_at_end_readout[s.imageName] == {0: True}
-            path = tmp_path / "LATISS" / s.imageDate / s.imageName / f"{s.imageName}_RXX_S00.fits"
+            path = (
+                tmp_path / "LATISS" / s.imageDate / s.imageName / f"{s.imageName}_R00_S00.fits"
+            )  # as the camera names it since 2024
             header = fits.getheader(path)
             assert (header["OBSID"], header["IMGTYPE"], header["GROUPID"]) == (s.imageName, "OBJECT", group_id)
         obsid, metadata = writer.calls[0]

@@ -41,9 +41,11 @@ from astropy.io import fits
 
 from ..data.amp_geometry import (
     DEFAULT_SATURATION,
+    Box,
     amp_names,
     detector_rows_of,
     dm_placement,
+    geometry_for_raw_shape,
     get_geometry,
     parse_section,
     section_box,
@@ -211,36 +213,15 @@ def run_isr(
     )
     # Placement of each amp first, so that ISR writes straight into the detector image (each
     # full-frame pass costs ~1 ns/pixel: the fewer, the faster).
-    headers = []
-    for hdu in amp_hdus:
-        name = amp_extname(hdu.header)
-        try:
-            detsec = parse_section(hdu.header["DETSEC"])
-        except (KeyError, ValueError) as e:
-            result.flags.append(f"amp {name}: no usable DETSEC ({e}); amp left out")
-            continue
-        headers.append((hdu, name, detsec))
-    if not headers:
-        raise PipelineError(f"{path}: no amplifier has a usable DETSEC ({'; '.join(result.flags)})", exit_code=3)
-    # DM orientation (data/amp_geometry.py): the header DETSEC image, upside down.
-    rows = _detector_rows(
-        physical_type, [d for _, _, d in headers], headers[0][0].header.get("DETSIZE") or primary.get("DETSIZE")
-    )
-    placed = []
-    for hdu, name, detsec in headers:
-        try:
-            placed.append((hdu, name, *dm_placement(detsec, rows)))
-        except ValueError as e:
-            result.flags.append(f"amp {name}: {e}; amp left out")
-    if not placed:
-        raise PipelineError(f"{path}: no amplifier fits its detector ({'; '.join(result.flags)})", exit_code=3)
-    shape = _detector_shape(physical_type, rows, [box for _, _, box, _, _ in placed])
+    placed, shape = _camera_layout(amp_hdus, physical_type, result.flags)
+    if placed is None:
+        placed, shape = _header_layout(path, amp_hdus, physical_type, primary, result.flags)
     image = np.empty(shape, dtype=np.float32)
     mask = np.zeros(shape, dtype=np.uint8)
     filled = []
     noises = []
     gains = _amp_gains(result, settings)
-    for hdu, name, box, flip_x, flip_y in placed:
+    for hdu, name, box, flip_x, flip_y, data_box in placed:
         if context is not None:
             context.check_cancelled()
         flip = (slice(None, None, -1 if flip_y else 1), slice(None, None, -1 if flip_x else 1))
@@ -248,7 +229,8 @@ def run_isr(
             if box.y1 > shape[0] or box.x1 > shape[1]:
                 raise AmpError(f"DETSEC {hdu.header['DETSEC']} is outside the {shape[1]}x{shape[0]} detector")
             gain = gains.gain_for(name, hdu.header)
-            noise = _isr_amp(hdu, primary, settings, gain, image[box.slices][flip], mask[box.slices][flip])
+            out, out_mask = image[box.slices][flip], mask[box.slices][flip]
+            noise = _isr_amp(hdu, primary, settings, gain, data_box, out, out_mask)
         except AmpError as e:
             result.flags.append(f"amp {name}: {e}")
             continue
@@ -276,6 +258,79 @@ def run_isr(
     result.steps += [f"gain ({result.gain_source})", "assembly (DM orientation)"]
     _apply_calibrations(result, settings)
     return result
+
+
+# (hdu, EXTNAME, box in the detector image, flip_x, flip_y, data section in the raw amp or None: DATASEC)
+_Placement = tuple[Any, str, Box, bool, bool, Box | None]
+
+
+def _camera_layout(
+    amp_hdus: list[Any], physical_type: str, flags: list[str]
+) -> tuple[list[_Placement] | None, tuple[int, int]]:
+    """Each amp placed by the camera geometry, as cameraGeom does; (None, ...) if it does not fit the file.
+
+    The header's DATASEC and DETSEC are only checked (a flag names the first that disagrees):
+    some real headers' are wrong (LATISS 2022 writes DATASEC [1:509,1:2000] for [4:512,1:2000]).
+    """
+    try:
+        shapes = {tuple(hdu.shape) for hdu in amp_hdus}
+        if len(shapes) != 1:
+            return None, (0, 0)
+        geometry = geometry_for_raw_shape(physical_type, next(iter(shapes)))
+        amps = [(hdu, amp_extname(hdu.header)) for hdu in amp_hdus]
+        if any(name not in geometry.by_name for _, name in amps):
+            return None, (0, 0)
+    except (ValueError, KeyError, TypeError):
+        return None, (0, 0)
+    placed: list[_Placement] = []
+    disagree = []
+    for hdu, name in amps:
+        amp = geometry.amp(name)
+        placed.append((hdu, name, amp.detector_box, amp.flip_x, amp.flip_y, amp.data))
+        for key, ours in (("DATASEC", amp.datasec), ("DETSEC", amp.detsec)):
+            theirs = hdu.header.get(key)
+            try:
+                same = theirs is not None and parse_section(theirs) == parse_section(ours)
+            except ValueError:
+                same = False
+            if not same:
+                disagree.append(f"{name} {key} {theirs}, the camera's {ours}")
+    if disagree:
+        flags.append(
+            f"header sections of {len(disagree)} amp(s) disagree with the camera geometry, which is used "
+            f"(e.g. {disagree[0]})"
+        )
+    return placed, geometry.shape
+
+
+def _header_layout(
+    path: pathlib.Path, amp_hdus: list[Any], physical_type: str, primary: fits.Header, flags: list[str]
+) -> tuple[list[_Placement], tuple[int, int]]:
+    """Each amp placed by its header DETSEC in the DM orientation (a sensor the camera geometry does not know)."""
+    headers = []
+    for hdu in amp_hdus:
+        name = amp_extname(hdu.header)
+        try:
+            detsec = parse_section(hdu.header["DETSEC"])
+        except (KeyError, ValueError) as e:
+            flags.append(f"amp {name}: no usable DETSEC ({e}); amp left out")
+            continue
+        headers.append((hdu, name, detsec))
+    if not headers:
+        raise PipelineError(f"{path}: no amplifier has a usable DETSEC ({'; '.join(flags)})", exit_code=3)
+    # DM orientation (data/amp_geometry.py): the header DETSEC image, upside down.
+    rows = _detector_rows(
+        physical_type, [d for _, _, d in headers], headers[0][0].header.get("DETSIZE") or primary.get("DETSIZE")
+    )
+    placed: list[_Placement] = []
+    for hdu, name, detsec in headers:
+        try:
+            placed.append((hdu, name, *dm_placement(detsec, rows), None))
+        except ValueError as e:
+            flags.append(f"amp {name}: {e}; amp left out")
+    if not placed:
+        raise PipelineError(f"{path}: no amplifier fits its detector ({'; '.join(flags)})", exit_code=3)
+    return placed, _detector_shape(physical_type, rows, [p[2] for p in placed])
 
 
 def _amp_gains(result: IsrImage, settings: IsrSettings) -> AmpGains:
@@ -353,21 +408,24 @@ def _isr_amp(
     primary: fits.Header,
     settings: IsrSettings,
     gain: AmpGain,
+    data_box: Box | None,
     out: np.ndarray,
     out_mask: np.ndarray,
 ) -> float:
     """One amp into ``out`` (its place in the detector image, oriented as read out): electrons.
 
-    Also sets `SAT` in ``out_mask``. Returns the read noise (e-, from the serial overscan).
+    ``data_box`` is the data section (None: the header's DATASEC). Also sets `SAT` in ``out_mask``.
+    Returns the read noise (e-, from the serial overscan).
     """
     pixels = amp_pixels(hdu)
     header = hdu.header
-    try:
-        data_box = section_box(header["DATASEC"], pixels.shape)
-    except ValueError as e:
-        raise AmpError(str(e)) from None
+    if data_box is None:
+        try:
+            data_box = section_box(header.get("DATASEC", ""), pixels.shape)
+        except ValueError as e:
+            raise AmpError(str(e)) from None
     if data_box.shape != out.shape:
-        raise AmpError(f"DATASEC {header['DATASEC']} and DETSEC {header['DETSEC']} differ in size")
+        raise AmpError(f"DATASEC {header.get('DATASEC')} and DETSEC {header.get('DETSEC')} differ in size")
     is_float = pixels.dtype.kind == "f"
     skip = settings.overscan_skip
     rows, cols = data_box.slices
