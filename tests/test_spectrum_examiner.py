@@ -439,13 +439,25 @@ def test_missing_corrupt_and_no_input(tmp_path: pathlib.Path) -> None:
 
 
 def test_bad_pixels_in_an_amp(small_raw: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "bad_shape.fits"
+    with fits.open(small_raw) as hdul:
+        hdul["Segment12"].data = hdul["Segment12"].data[:100, :50].copy()
+        hdul.writeto(path)
+    with pytest.raises(PipelineError, match="amp Segment12: .* does not fit") as info:
+        run(path, tmp_path)
+    assert info.value.exit_code == 3
+
+
+def test_wrong_header_datasec_is_flagged(small_raw: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    """The shared ISR cuts a known sensor's amps by the camera geometry and flags a header that disagrees."""
     path = tmp_path / "bad_datasec.fits"
     with fits.open(small_raw) as hdul:
         hdul["Segment12"].header["DATASEC"] = "[4:9999,1:500]"
         hdul.writeto(path)
-    with pytest.raises(PipelineError, match="Segment12") as info:
-        run(path, tmp_path)
-    assert info.value.exit_code == 3
+    result, _ = run(path, tmp_path, box=SMALL_BOX, make_plot=False)
+    expected, _ = run(small_raw, tmp_path, box=SMALL_BOX, make_plot=False)
+    assert any("Segment12 DATASEC [4:9999,1:500]" in flag for flag in result.summary["flags"])
+    assert result.metrics["continuumRate"] == expected.metrics["continuumRate"]
 
 
 def test_cancelled(small_raw: pathlib.Path, tmp_path: pathlib.Path) -> None:
