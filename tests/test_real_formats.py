@@ -26,7 +26,9 @@ from scipy.special import erf
 
 from lsst.ts.rapidanalysis.data.camera import get_instrument
 from lsst.ts.rapidanalysis.data.camera_wcs import camera_wcs, pixel_scale
+from lsst.ts.rapidanalysis.dispatch.autonomous import image_kind_of
 from lsst.ts.rapidanalysis.pipelines.base import PipelineError
+from lsst.ts.rapidanalysis.pipelines.fits_input import identify_detector, instrument_of
 from lsst.ts.rapidanalysis.pipelines.isr import IsrSettings, load_image
 from lsst.ts.rapidanalysis.pipelines.raw_wcs import checked_wcs
 from lsst.ts.rapidanalysis.pipelines.sfm import SfmConfig, measure_detector
@@ -344,3 +346,50 @@ def test_extname_matched_as_fits_readers_do(tmp_path: pathlib.Path) -> None:
     isr = load_image(tmp_path / "raw.fits", IsrSettings())
     assert not any("missing" in flag for flag in isr.flags), isr.flags
     assert sorted(isr.gains) == sorted(policy_gains("LSSTComCam"))
+
+
+@pytest.mark.parametrize(
+    ("header_file", "kind"),
+    [
+        ("latiss-AT_O_20200128_000335.yaml", "dispersed"),  # ENGTEST through ronchi90lpmm
+        ("latiss-AT_O_20220405_000348.yaml", "science"),  # OBJECT, GRATING empty_1
+        ("latiss-AT_O_20240624_000106_R00_S00.yaml", "science"),  # CWFS: sfm skips it itself
+        ("lsstCam-MC_O_20250609_000578_R01_S01.yaml", "science"),  # OBJECT
+    ],
+)
+def test_image_kind_of_real_headers(header_file: str, kind: str) -> None:
+    path = REAL_FORMATS / "headers" / header_file
+    if not path.is_file():
+        pytest.skip(f"{path} is not present")
+    cards = yaml.safe_load(path.read_text())
+    instrument = instrument_of(cards)
+    assert instrument is not None
+    assert image_kind_of(instrument.name, cards.get("IMGTYPE"), cards.get("GRATING")) == kind
+
+
+@pytest.mark.parametrize(
+    ("img_type", "kind"),
+    [(None, "science"), ("bias", "calibration"), ("DARK", "calibration"), ("Flat ", "calibration")]
+    + [(t, "science") for t in ("OBJECT", "ENGTEST", "ACQ", "CWFS", "SKYEXP", "UNKNOWN")],
+)
+def test_every_real_imgtype_has_a_kind(img_type: str | None, kind: str) -> None:
+    assert image_kind_of("LSSTCam", img_type) == kind
+    assert image_kind_of("LATISS", img_type, "empty_1") == kind
+
+
+def test_instrume_values_the_camera_wrote() -> None:
+    for value, name in [
+        ("LSST_ATISS", "LATISS"),
+        ("LATISS", "LATISS"),
+        ("lsstCam", "LSSTCam"),
+        ("LSSTCam", "LSSTCam"),
+        ("LSSTCamSim", "LSSTCam"),
+        ("COMCAM", "LSSTComCam"),
+        ("ComCam", "LSSTComCam"),
+        ("ComCamSim", "LSSTComCam"),
+    ]:
+        assert instrument_of({"INSTRUME": value}).name == name, value
+    assert instrument_of({"INSTRUME": "HSC"}) is None
+    # The 2018 LATISS raw: INSTRUME LSST_ATISS, no RAFTBAY/CCDSLOT; its one detector all the same.
+    header = fits.getheader(real_raw("LATISS"), 0)
+    assert identify_detector(header)[:3] == (0, "RXX_S00", "ITL")

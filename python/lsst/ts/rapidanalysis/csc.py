@@ -34,8 +34,8 @@ from .dispatch.autonomous import (
     UNDISPATCHED_PIPELINE,
     AutonomousDispatcher,
     AutonomousSettings,
-    ImageKind,
     check_file_id,
+    image_kind_of,
 )
 from .dispatch.focal_plane import FocalPlaneSelector, Selection, spread_order
 from .dispatch.gather import Gatherer, VisitGather
@@ -689,23 +689,15 @@ class RapidAnalysisCsc(ConfigurableCsc):
             with `image_failed`.
         """
         img_type = arrival.img_type
-        if img_type in CALIBRATION_TYPES:
-            return ImageKind.CALIBRATION
-        if self.instrument.name != "LATISS" and img_type:
-            return ImageKind.SCIENCE
+        if img_type and (self.instrument.name != "LATISS" or img_type.strip().upper() in CALIBRATION_TYPES):
+            return image_kind_of(self.instrument.name, img_type)
         # LATISS (and file announcements without a type): the raw's header says.
         assert self.raw_store is not None and self.config is not None
         data_id = parse_data_id(json.dumps({"obsid": arrival.image_name}), self.instrument)
         detector = self.instrument.science_detectors[0].id
         found = await self.raw_store.wait_for(data_id, (detector,), timeout=self.config.raw_wait_timeout)
         header = await asyncio.get_running_loop().run_in_executor(None, read_primary_header, found[detector])
-        img_type = img_type or str(header.get("IMGTYPE", "")).strip().upper()
-        if img_type in CALIBRATION_TYPES:
-            return ImageKind.CALIBRATION
-        grating = str(header.get("GRATING", "") or "").strip().lower()
-        if self.instrument.name == "LATISS" and grating and not grating.startswith(("empty", "none")):
-            return ImageKind.DISPERSED
-        return ImageKind.SCIENCE
+        return image_kind_of(self.instrument.name, img_type or header.get("IMGTYPE"), header.get("GRATING"))
 
     async def image_failed(self, arrival: ImageArrival, exit_code: int, reason: str) -> None:
         """The one jobResult and results-database row of an image that got no job (see `image_kind`).

@@ -77,6 +77,7 @@ __all__ = [
     "DispatcherHost",
     "ImageKind",
     "CALIBRATION_TYPES",
+    "image_kind_of",
     "UNDISPATCHED_PIPELINE",
     "FILE_ID_RE",
     "check_file_id",
@@ -163,6 +164,23 @@ class ImageKind:
     SCIENCE = "science"
     DISPERSED = "dispersed"
     CALIBRATION = "calibration"
+
+
+def image_kind_of(instrument: str, img_type: object, grating: object = None) -> str:
+    """What an image is from its ``IMGTYPE`` and (LATISS) ``GRATING`` cards, as the camera writes them.
+
+    ``IMGTYPE`` values seen in real raws: absent, BIAS, DARK, FLAT, OBJECT, ENGTEST, ACQ, CWFS,
+    SKYEXP, UNKNOWN (any case). BIAS, DARK and FLAT (and SFLAT, DFLAT) are calibrations; every other
+    value, or none, is a sky image: science, or dispersed when LATISS has a grating in the beam
+    (``GRATING`` not ``empty``/``empty_1``/``none``). Pipelines that cannot use a sky image of some
+    type say so themselves (``sfm`` skips CWFS, a defocused wavefront image).
+    """
+    if str(img_type or "").strip().upper() in CALIBRATION_TYPES:
+        return ImageKind.CALIBRATION
+    disperser = str(grating or "").strip().lower()
+    if instrument == "LATISS" and disperser and not disperser.startswith(("empty", "none")):
+        return ImageKind.DISPERSED
+    return ImageKind.SCIENCE
 
 
 @dataclasses.dataclass(frozen=True)

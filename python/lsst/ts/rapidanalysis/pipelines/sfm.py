@@ -55,7 +55,7 @@ __all__ = ["SfmConfig", "SfmPipeline", "SfmMeasurement", "measure_detector", "FW
 
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 #: Image types sfm does not measure.
-SKIPPED_TYPES = frozenset({"BIAS", "DARK", "FLAT", "SFLAT", "DFLAT", "SPOT"})
+SKIPPED_TYPES = frozenset({"BIAS", "DARK", "FLAT", "SFLAT", "DFLAT", "SPOT", "CWFS"})
 # Pixel scale (arcsec) when the image has no WCS, by instrument.
 
 
@@ -498,7 +498,7 @@ class SfmPipeline(Pipeline):
             context.check_cancelled()
             image_type = _image_type(path)
             if image_type in SKIPPED_TYPES:
-                skipped.append(f"{path.name} is a {image_type}: sfm measures sky images (image_stats measures these)")
+                skipped.append(f"{path.name} is a {image_type} image: sfm measures focused sky images")
                 continue
             try:
                 measurement = measure_detector(path, config, context)
