@@ -151,3 +151,39 @@ def test_run_new_pipelines_on_simulated_files(tmp_path: pathlib.Path, capsys: py
     captured = capsys.readouterr()
     assert code == 3, captured
     assert "telemetry" in (captured.out + captured.err).lower()
+
+
+def _imported_by(argv: list[str]) -> set[str]:
+    """The modules a fresh interpreter has imported after ``rapid_analysis ARGV``."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from lsst.ts.rapidanalysis.cli import main\n"
+        f"code = main({argv!r})\n"
+        "print('\\n'.join(sorted(sys.modules)), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    return set(done.stderr.split())
+
+
+def test_help_imports_no_pipeline() -> None:
+    """``--help`` and a usage error parse arguments only: no SciPy, astropy, matplotlib or pipeline."""
+    for argv in (["--help"], ["frob"], ["run", "--help"]):
+        modules = _imported_by(argv)
+        heavy = {m for m in modules if m.split(".")[0] in ("scipy", "astropy", "matplotlib", "dask", "cyclonedds")}
+        assert not heavy, (argv, sorted(heavy)[:5])
+        assert not any(m.startswith("lsst.ts.rapidanalysis.pipelines.") for m in modules), argv
+
+
+def test_pipeline_help_imports_that_pipeline_alone(capsys: pytest.CaptureFixture) -> None:
+    modules = _imported_by(["run", "image_stats", "--help"])
+    assert "lsst.ts.rapidanalysis.pipelines.image_stats" in modules
+    for other in ("sfm", "sfm_gather", "spectrum_examiner", "mount_torque"):
+        assert f"lsst.ts.rapidanalysis.pipelines.{other}" not in modules
+    assert main(["run", "image_stats", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "usage: rapid_analysis run" in out and "histogram_bins = 100" in out
+    assert main(["run", "nope", "--help"]) == 2
+    assert "Unknown pipeline 'nope'" in capsys.readouterr().err

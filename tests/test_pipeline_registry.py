@@ -97,3 +97,22 @@ def test_entry_point_pipelines_are_loaded(plugin_distribution: pathlib.Path, cap
 
 def test_entry_points_can_be_turned_off(plugin_distribution: pathlib.Path) -> None:
     assert "plugin.doubler" not in PipelineRegistry(load_entry_points=False).names
+
+
+def test_builtin_table_agrees_with_the_classes() -> None:
+    """Built-ins are imported on first use: the table's names and simulation flags are the classes'."""
+    from lsst.ts.rapidanalysis.pipelines.registry import BUILTIN_PIPELINES
+
+    registry = PipelineRegistry(simulation_mode=True)
+    for name, (_, _, simulation_only) in BUILTIN_PIPELINES.items():
+        pipeline = registry.get(name)
+        assert pipeline.name == name and pipeline.simulation_only == simulation_only
+    with pytest.raises(ValueError, match="Two pipelines named 'sfm'"):
+
+        class Impostor(Pipeline):
+            name = "sfm"
+
+            def run(self, inputs, config, context):  # pragma: no cover - never run
+                raise AssertionError
+
+        registry.add(Impostor)

@@ -21,10 +21,10 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from .pipelines.base import JobAborted, PipelineContext, PipelineError, PipelineResult
-from .pipelines.registry import PipelineRegistry
+if TYPE_CHECKING:  # imported where used: ``--help`` must not wait for SciPy and the pipelines
+    from .pipelines.base import PipelineResult
 
 __all__ = ["Subcommand", "SUBCOMMANDS", "build_parser", "main", "run_main", "EXIT_USAGE", "EXIT_ABORTED"]
 
@@ -133,6 +133,9 @@ def _cancel_on_sigint() -> Iterator[threading.Event]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from .pipelines.base import JobAborted, PipelineContext, PipelineError
+    from .pipelines.registry import PipelineRegistry
+
     registry = PipelineRegistry(simulation_mode=args.simulate)
     try:
         pipeline_class = registry.get(args.pipeline)
@@ -312,22 +315,59 @@ SUBCOMMANDS: dict[str, Subcommand] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser, with one sub-parser per entry of `SUBCOMMANDS`."""
+def _pipeline_help(parser: argparse.ArgumentParser, name: str, simulate: bool) -> int:
+    """``run PIPELINE --help``: the run options and the pipeline's configuration fields."""
+    from .pipelines.registry import PipelineRegistry
+
+    out = sys.stdout
+    try:
+        pipeline = PipelineRegistry(simulation_mode=simulate).get(name)
+    except ValueError as e:
+        _error(str(e))
+        return EXIT_USAGE
+    run_parser = argparse.ArgumentParser(prog=f"{parser.prog} run", description=SUBCOMMANDS["run"].help)
+    _add_run_arguments(run_parser)
+    run_parser.print_help(out)
+    print(f"\n{name}: {pipeline.description or ''}".rstrip(), file=out)
+    print("configuration (--config '{\"field\": value}'):", file=out)
+    for field, info in pipeline.Config.model_fields.items():
+        default = info.get_default(call_default_factory=True)
+        print(f"  {field} = {default!r}: {info.description or ''}".rstrip(), file=out)
+    return 0
+
+
+def build_parser(only: str | None = "*") -> argparse.ArgumentParser:
+    """The argument parser, with one sub-parser per entry of `SUBCOMMANDS`.
+
+    Parameters
+    ----------
+    only : `str` or None
+        Give arguments to this subcommand's parser alone (None: to none; ``*``: to all). Adding a
+        subcommand's arguments may import what it runs (the simulator for ``demo``): ``--help`` and
+        a usage error need none of it.
+    """
     parser = argparse.ArgumentParser(
         prog="rapid_analysis", description="Rubin Observatory Rapid Analysis: run and try out its pipelines."
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, subcommand in SUBCOMMANDS.items():
         sub = subparsers.add_parser(name, help=subcommand.help, description=subcommand.help)
-        subcommand.add_arguments(sub)
+        if only in ("*", name):
+            subcommand.add_arguments(sub)
         sub.set_defaults(handler=subcommand.handler)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``rapid_analysis`` with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # The subcommand is the first word that is not an option (the top level has no valued options).
+    command = next((word for word in argv if not word.startswith("-")), None)
+    parser = build_parser(only=command if command in SUBCOMMANDS else None)
+    if command == "run" and {"-h", "--help"} & set(argv):
+        words = [word for word in argv[argv.index("run") + 1 :] if not word.startswith("-")]
+        if words:  # ``run PIPELINE --help``: the run options, then that pipeline's (only it imported)
+            return _pipeline_help(parser, words[0], simulate="--simulate" in argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help (0) or a usage error (2)
@@ -343,3 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_main() -> None:
     """Console-script entry point."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    run_main()
