@@ -26,7 +26,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import yaml
@@ -37,7 +37,7 @@ from .base import PipelineError
 from .fits_input import amp_extname
 
 # amp_extname is re-exported for the callers that found it here first.
-__all__ = ["AmpGain", "AmpGains", "amp_extname", "read_gain_calibration"]
+__all__ = ["AmpGain", "AmpGains", "amp_extname", "read_calibration_file", "read_gain_calibration"]
 
 CALIBRATION_SOURCE = "gain calibration"
 HEADER_SOURCE = "header GAIN card"
@@ -129,6 +129,28 @@ def _load(path: str, mtime_ns: int) -> Any:
     return json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
 
 
+def read_calibration_file(
+    template: str, detector_name: str, detector_id: int, kind: str, read: Callable[[str, int], Any]
+) -> tuple[str, Any]:
+    """A calibration file's path and content, ``read(path, mtime_ns)`` (cache it by both).
+
+    ``{detector}`` and ``{id}`` in ``template`` stand for the detector's name and id.
+
+    Raises
+    ------
+    PipelineError
+        (exit code 3) naming the ``kind`` of calibration and the file, if it is missing or
+        ``read`` fails.
+    """
+    path = template.format(detector=detector_name, id=detector_id)
+    try:
+        return path, read(path, os.stat(path).st_mtime_ns)
+    except FileNotFoundError:
+        raise PipelineError(f"{kind} {path} does not exist", exit_code=3) from None
+    except Exception as e:
+        raise PipelineError(f"{kind} {path} is unreadable ({type(e).__name__}: {e})", exit_code=3) from None
+
+
 def read_gain_calibration(template: str, detector_name: str, detector_id: int) -> dict[str, float]:
     """The gains (by amp number, ``"10"``) a gain calibration gives one detector.
 
@@ -138,13 +160,7 @@ def read_gain_calibration(template: str, detector_name: str, detector_id: int) -
         (exit code 3) If the file is missing or unreadable, or a gain is not a positive number,
         naming the file and what is wrong.
     """
-    path = template.format(detector=detector_name, id=detector_id)
-    try:
-        content = _load(path, os.stat(path).st_mtime_ns)
-    except FileNotFoundError:
-        raise PipelineError(f"gain calibration {path} does not exist", exit_code=3) from None
-    except Exception as e:
-        raise PipelineError(f"gain calibration {path} is unreadable ({type(e).__name__}: {e})", exit_code=3) from None
+    path, content = read_calibration_file(template, detector_name, detector_id, "gain calibration", _load)
     if not isinstance(content, dict):
         raise PipelineError(f"gain calibration {path} is not a mapping of amps (C10: 1.6, ...)", exit_code=3)
     if detector_name in content and isinstance(content[detector_name], dict):

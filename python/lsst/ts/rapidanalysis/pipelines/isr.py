@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 import pathlib
 import warnings
 from collections.abc import Mapping
@@ -65,7 +64,7 @@ from .fits_input import (
     release,
     sensor_make,
 )
-from .gains import AmpGain, AmpGains, read_gain_calibration
+from .gains import AmpGain, AmpGains, read_calibration_file, read_gain_calibration
 from .image_stats import clipped_stats, clipped_std_bias
 
 __all__ = ["IsrSettings", "IsrImage", "run_isr", "read_calibrated_image", "load_image", "SAT", "NO_DATA"]
@@ -504,13 +503,7 @@ def _read_master(path: str, mtime_ns: int) -> np.ndarray:
 
 
 def _master(template: str, result: IsrImage, kind: str) -> np.ndarray:
-    path = template.format(detector=result.detector_name, id=result.detector)
-    try:
-        data = _read_master(path, os.stat(path).st_mtime_ns)
-    except FileNotFoundError:
-        raise PipelineError(f"{kind} master {path} does not exist", exit_code=3) from None
-    except Exception as e:
-        raise PipelineError(f"{kind} master {path} is unreadable ({type(e).__name__}: {e})", exit_code=3) from None
+    path, data = read_calibration_file(template, result.detector_name, result.detector, f"{kind} master", _read_master)
     if data.shape != result.image.shape:
         raise PipelineError(
             f"{kind} master {path} is {data.shape[1]}x{data.shape[0]}, the image {result.image.shape[1]}x"
