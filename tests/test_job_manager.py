@@ -105,3 +105,40 @@ async def test_slot_freed_before_publication(tmp_path: pathlib.Path) -> None:
         await manager.stop("test done")
     finally:
         await pool.close()
+
+
+async def test_wait_done_after_the_job_ended(tmp_path: pathlib.Path) -> None:
+    """wait_done on a job that has already ended (and been published) returns it, as often as asked.
+
+    Synchronous processData waits on its jobs one after the other; before the fix, a job that had
+    ended before its turn raised KeyError (its future was dropped when it ended).
+    """
+    pool = WorkerPool(scheduler_address="", n_workers=1, threads_per_worker=1, memory_limit="1GB")
+    await pool.start()
+    published: list[str] = []
+
+    async def publish(job: Job) -> None:
+        published.append(job.job_id)
+
+    manager = make_manager(pool, tmp_path, publish)
+    manager.start()
+    slow, fast = sleep_jobs(2, duration=0.0)
+    slow.config = {"duration": 1.0}
+    try:
+        manager.submit(slow)
+        manager.submit(fast)  # newest first: runs first, and ends while slow is awaited
+        first = await asyncio.wait_for(manager.wait_done(slow.job_id), 60)
+        assert first is slow and slow.state == JobState.SUCCEEDED
+        assert fast.done and fast.job_id in published, (fast.state, published)
+        assert await asyncio.wait_for(manager.wait_done(fast.job_id), 1) is fast
+        assert await asyncio.wait_for(manager.wait_done(fast.job_id), 1) is fast  # and again
+        assert published == [fast.job_id, slow.job_id]  # each published once
+        try:
+            await manager.wait_done("ra-nosuchjob")
+        except KeyError as e:
+            assert "no job 'ra-nosuchjob'" in str(e)
+        else:
+            raise AssertionError("wait_done of an unknown job did not raise KeyError")
+        await manager.stop("test done")
+    finally:
+        await pool.close()

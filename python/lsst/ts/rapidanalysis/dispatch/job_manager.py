@@ -25,6 +25,7 @@ __all__ = ["JobManager", "QueueFullError"]
 
 InputResolver = Callable[[Job], Awaitable[list[str]]]
 JobCallback = Callable[[Job], Awaitable[None]]
+StartCallback = Callable[[Job], None]
 
 #: Seconds an abort flag stays set after its job ended here. The pipeline may still be running on
 #: its worker (cancelling a Dask future does not stop running code) and only stops when it next
@@ -54,6 +55,8 @@ class JobManager:
         ``output_dir_for(job)`` → directory for the job's products.
     simulation_mode : `bool`
         Whether workers may run the test pipelines.
+    on_job_started : callable, optional
+        ``on_job_started(job)``, called when a job is handed to the pool (state RUNNING).
     log : `logging.Logger`
         Logger.
     """
@@ -67,6 +70,7 @@ class JobManager:
         on_job_done: JobCallback,
         output_dir_for: Callable[[Job], str],
         simulation_mode: bool,
+        on_job_started: StartCallback | None = None,
         log: logging.Logger | None = None,
     ) -> None:
         self.pool = pool
@@ -75,6 +79,7 @@ class JobManager:
         self.on_job_done = on_job_done
         self.output_dir_for = output_dir_for
         self.simulation_mode = simulation_mode
+        self.on_job_started = on_job_started
         self.log = log or logging.getLogger(__name__)
         self.jobs: dict[str, Job] = {}
         self._queued: list[Job] = []
@@ -85,6 +90,8 @@ class JobManager:
         self._run_tasks: set[asyncio.Task] = set()
         self._input_tasks: dict[str, asyncio.Task] = {}
         self._futures: dict[str, Any] = {}
+        # One per job in ``jobs``, done once the job has ended *and* been published; kept (with
+        # the job) after that, so that waiting on a job that has already ended returns at once.
         self._done_futures: dict[str, asyncio.Future] = {}
         self._wake = asyncio.Event()
         self._dispatch_task: asyncio.Task | None = None
@@ -182,9 +189,23 @@ class JobManager:
         return job
 
     async def wait_done(self, job_id: str) -> Job:
-        """Wait until the job has ended; return it."""
-        await asyncio.shield(self._done_futures[job_id])
-        return self.jobs[job_id]
+        """Wait until the job has ended and its end has been published (`on_job_done`); return it.
+
+        A job that has already ended is returned at once, whenever it ended: synchronous
+        ``processData`` waits on one job after another, and a later one may end first.
+
+        Raises
+        ------
+        KeyError
+            No such job (never submitted here, or ended so long ago that it was forgotten).
+        """
+        future = self._done_futures.get(job_id)
+        if future is None:
+            job = self.jobs.get(job_id)
+            if job is None or not job.done:
+                raise KeyError(f"no job {job_id!r}")
+            return job
+        return await asyncio.shield(future)
 
     async def abort(self, job_id: str, reason: str = "aborted by request") -> Job:
         """Abort a queued or running job.
@@ -282,6 +303,11 @@ class JobManager:
     async def _run(self, job: Job) -> None:
         job.state = JobState.RUNNING
         job.start_time = current_tai()
+        if self.on_job_started is not None:
+            try:
+                self.on_job_started(job)
+            except Exception:
+                self.log.exception("on_job_started failed for job %s", job.job_id)
         client = self.pool.client
         waiter: asyncio.Future | None = None
         try:
@@ -372,10 +398,13 @@ class JobManager:
             await self.on_job_done(job)
         except Exception:
             self.log.exception("Publishing the result of job %s failed", job.job_id)
-        future = self._done_futures.pop(job.job_id, None)
-        if future is not None and not future.done():
-            future.set_result(job)
-        # Keep a bounded history of ended jobs for abortJob messages and status.
+        finally:
+            # Even if publication was cancelled: nobody may wait for this job forever.
+            future = self._done_futures.get(job.job_id)
+            if future is not None and not future.done():
+                future.set_result(job)
+        # Keep a bounded history of ended jobs for abortJob messages, wait_done and status.
         if len(self.jobs) > 10_000:
             for old_id in [j for j, old in self.jobs.items() if old.done][:1000]:
                 del self.jobs[old_id]
+                self._done_futures.pop(old_id, None)
