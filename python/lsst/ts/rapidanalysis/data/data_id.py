@@ -5,20 +5,31 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import math
 import re
 from typing import Any
 
 from .camera import Instrument
 
-__all__ = ["DataId", "DataIdError", "parse_data_id", "OBSID_RE"]
+__all__ = ["DataId", "DataIdError", "parse_data_id", "OBSID_RE", "GROUP_ID_RE"]
+
+# Every pattern is ASCII only ([0-9], never \d, which matches any script's digits) and anchored
+# at the very end (\Z: $ also matches before a trailing newline), so that nothing but the exact
+# form passes, whether it is used with match or fullmatch.
 
 #: ``{CAMCODE}_{CONTROLLER}_{DAYOBS}_{SEQNUM:06d}``, e.g. ``MC_O_20251115_000226``.
-OBSID_RE = re.compile(r"^(?P<cam>AT|CC|MC)_(?P<controller>[OCHPQS])_(?P<day>\d{8})_(?P<seq>\d{6})$")
+OBSID_RE = re.compile(r"\A(?P<cam>AT|CC|MC)_(?P<controller>[OCHPQS])_(?P<day>[0-9]{8})_(?P<seq>[0-9]{6})\Z")
 #: Rubin group ids are ISO-8601 TAI timestamps, optionally with a ``#n`` repeat suffix.
-GROUP_ID_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(#\d{1,4})?$")
-_DETECTOR_NAME_RE = re.compile(r"^R[0-9X]{2}_S[0-9GWX][0-9X]$")
+GROUP_ID_RE = re.compile(
+    r"\A(?P<time>[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?)(#[0-9]{1,4})?\Z"
+)
+_DETECTOR_NAME_RE = re.compile(r"\AR[0-9X]{2}_S[0-9GWX][0-9X]\Z")
 _ALLOWED_KEYS = ("obsid", "groupId", "dayObs", "seqNum", "detectors")
 _MAX_LEN = 4096
+#: Longest text of a rejected value quoted in a message.
+_QUOTE_LEN = 80
+#: Detector ids are small; anything longer is rejected before it is looked up.
+_MAX_DETECTOR_ID = 9999
 
 
 class DataIdError(ValueError):
@@ -67,39 +78,132 @@ class DataId:
         return json.dumps(out, sort_keys=True)
 
 
-def _check_day_obs(value: Any) -> int:
+def _quote(value: Any) -> str:
+    """``repr`` of a rejected value, cut to a readable length (repr escapes control characters
+    and lone surrogates, so the message can always be sent)."""
+    text = repr(value)
+    return text if len(text) <= _QUOTE_LEN else text[: _QUOTE_LEN - 3] + "..."
+
+
+def _json_type(value: Any) -> str:
+    """What a JSON value is, in JSON's words."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number written with a fraction or an exponent"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
+
+
+def _flaw(text: str) -> str:
+    """Why a string cannot be an identifier, when there is an obvious reason; else ""."""
+    if text != text.strip():
+        return "; it has white space (or a newline) before or after it"
+    for i, char in enumerate(text):
+        if not char.isascii():
+            return f"; character {i} is {char!r}, which is not ASCII (digits must be 0-9)"
+        if not char.isprintable():
+            return f"; character {i} is {char!r}, a control character"
+    return ""
+
+
+def _check_day_obs(value: Any, where: str = "dayObs") -> int:
+    if isinstance(value, str) and where == "dayObs":
+        raise DataIdError(f"dayObs must be an integer YYYYMMDD (e.g. 20251115), not the string {_quote(value)}")
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise DataIdError(
+            f"dayObs must be an integer YYYYMMDD (e.g. 20251115), not {_json_type(value)} {_quote(value)}"
+        )
     text = str(value)
-    if isinstance(value, bool) or not re.fullmatch(r"\d{8}", text):
-        raise DataIdError(f"dayObs must be YYYYMMDD (e.g. 20251115), not {value!r}")
+    if not re.fullmatch(r"[0-9]{8}", text):
+        raise DataIdError(f"dayObs must be an integer YYYYMMDD (e.g. 20251115), not {_quote(value)}")
     try:
         datetime.date(int(text[:4]), int(text[4:6]), int(text[6:]))
     except ValueError:
-        raise DataIdError(f"dayObs {value!r} is not a real date") from None
+        raise DataIdError(f"dayObs {text} is not a real date") from None
     return int(text)
 
 
 def _check_seq_num(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 999_999:
-        raise DataIdError(f"seqNum must be an integer 1–999999, not {value!r}")
+        what = "" if isinstance(value, int) and not isinstance(value, bool) else f"{_json_type(value)} "
+        raise DataIdError(f"seqNum must be an integer 1–999999, not {what}{_quote(value)}")
     return value
 
 
 def _check_detectors(value: Any, instrument: Instrument) -> tuple[int, ...]:
     if not isinstance(value, list) or not value:
-        raise DataIdError(f"detectors must be a non-empty list of ids or Rxy_Sxy names, not {value!r}")
+        raise DataIdError(
+            f"detectors must be a non-empty list of ids or Rxy_Sxy names, not {_json_type(value)} {_quote(value)}"
+        )
     ids = []
     for item in value:
         if isinstance(item, bool) or not isinstance(item, int | str):
-            raise DataIdError(f"detector {item!r} must be an integer id or an Rxy_Sxy name")
+            raise DataIdError(
+                f"detector {_quote(item)} must be an integer id or an Rxy_Sxy name, not {_json_type(item)}"
+            )
+        if isinstance(item, int) and not 0 <= item <= _MAX_DETECTOR_ID:
+            raise DataIdError(
+                f"detector id {_quote(item)} is out of range: {instrument.name} has ids "
+                f"{min(instrument.by_id)}–{max(instrument.by_id)}"
+            )
         if isinstance(item, str) and not _DETECTOR_NAME_RE.match(item):
-            raise DataIdError(f"detector name {item!r} is not of the form Rxy_Sxy (e.g. R22_S11)")
+            raise DataIdError(f"detector name {_quote(item)} is not of the form Rxy_Sxy (e.g. R22_S11){_flaw(item)}")
         try:
             ids.append(instrument.detector(item).id)
         except ValueError as e:
             raise DataIdError(str(e)) from None
     if len(set(ids)) != len(ids):
-        raise DataIdError(f"detectors lists a detector twice: {value!r}")
+        raise DataIdError(f"detectors lists a detector twice: {_quote(value)}")
     return tuple(ids)
+
+
+def _check_group_id(value: Any) -> str:
+    allowed = "an ISO timestamp such as 2025-11-15T21:03:14.123 (optionally with a #n repeat suffix)"
+    if not isinstance(value, str):
+        raise DataIdError(f"groupId {_quote(value)} is not {allowed}: it must be a string, not {_json_type(value)}")
+    match = GROUP_ID_RE.match(value)
+    if match is None:
+        raise DataIdError(f"groupId {_quote(value)} is not {allowed}{_flaw(value)}")
+    try:
+        datetime.datetime.fromisoformat(match["time"])
+    except ValueError:
+        raise DataIdError(f"groupId {_quote(value)} is not a real date and time") from None
+    return value
+
+
+def _object_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """JSON objects without duplicate keys (JSON allows them; json keeps the last one silently)."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise DataIdError(f"dataId gives key {_quote(key)} twice")
+        result[key] = value
+    return result
+
+
+def _parse_constant(name: str) -> Any:
+    raise DataIdError(f"dataId holds {name}, which is not a JSON value (JSON numbers are finite)")
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise DataIdError(f"dataId holds the number {_quote(text)}, which is too large")
+    return value
+
+
+def _parse_int(text: str) -> int:
+    if not text.isascii():  # JSON digits are ASCII
+        raise DataIdError(f"dataId holds the number {_quote(text)}; JSON numbers are written with ASCII digits")
+    return int(text)
 
 
 def parse_data_id(text: str, instrument: Instrument) -> DataId:
@@ -122,19 +226,34 @@ def parse_data_id(text: str, instrument: Instrument) -> DataId:
     DataIdError
         With a message saying what is wrong and what is allowed.
     """
+    if not isinstance(text, str):
+        raise DataIdError(f"dataId must be a string of JSON, not {type(text).__name__}")
     if len(text) > _MAX_LEN:
-        raise DataIdError(f"dataId is longer than {_MAX_LEN} characters")
+        raise DataIdError(f"dataId is longer than {_MAX_LEN} characters ({len(text)})")
     try:
-        raw = json.loads(text)
+        raw = json.loads(
+            text,
+            object_pairs_hook=_object_pairs,
+            parse_constant=_parse_constant,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+        )
     except json.JSONDecodeError as e:
-        raise DataIdError(f"dataId is not valid JSON ({e.msg} at character {e.pos}): {text[:80]!r}") from None
+        raise DataIdError(f"dataId is not valid JSON ({e.msg} at character {e.pos}): {_quote(text)}") from None
+    except RecursionError:
+        raise DataIdError("dataId is nested too deeply to be a data id") from None
+    except DataIdError:
+        raise
+    except ValueError as e:  # e.g. an integer with thousands of digits
+        raise DataIdError(f"dataId is not usable JSON: {e}") from None
     if not isinstance(raw, dict):
         raise DataIdError(
-            f'dataId must be a JSON object such as {{"obsid": "MC_O_20251115_000226"}}, not {text[:80]!r}'
+            f'dataId must be a JSON object such as {{"obsid": "MC_O_20251115_000226"}}, not {_quote(text)}'
         )
     unknown = sorted(set(raw) - set(_ALLOWED_KEYS))
     if unknown:
-        raise DataIdError(f"dataId has unknown key(s) {', '.join(unknown)}; allowed: {', '.join(_ALLOWED_KEYS)}")
+        shown = ", ".join(k if k.isascii() and k.isprintable() and len(k) <= 40 else _quote(k) for k in unknown)
+        raise DataIdError(f"dataId has unknown key(s) {shown}; allowed: {', '.join(_ALLOWED_KEYS)}")
     has_obsid, has_group = "obsid" in raw, "groupId" in raw
     has_day_seq = "dayObs" in raw or "seqNum" in raw
     if has_obsid + has_group + has_day_seq != 1:
@@ -142,24 +261,27 @@ def parse_data_id(text: str, instrument: Instrument) -> DataId:
     detectors = _check_detectors(raw["detectors"], instrument) if "detectors" in raw else None
     if has_obsid:
         obsid = raw["obsid"]
-        match = OBSID_RE.match(obsid) if isinstance(obsid, str) else None
-        if match is None:
+        form = (
+            f"{instrument.cam_code}_O_YYYYMMDD_NNNNNN "
+            f"(camera code, controller O/C/H/P/Q/S, day, 6-digit sequence number; ASCII only)"
+        )
+        if not isinstance(obsid, str):
             raise DataIdError(
-                f"obsid {obsid!r} is not of the form {instrument.cam_code}_O_YYYYMMDD_NNNNNN "
-                f"(camera code, controller O/C/H/P/Q/S, day, 6-digit sequence number)"
+                f"obsid {_quote(obsid)} is not of the form {form}: it must be a string, not {_json_type(obsid)}"
             )
+        match = OBSID_RE.match(obsid)
+        if match is None:
+            raise DataIdError(f"obsid {_quote(obsid)} is not of the form {form}{_flaw(obsid)}")
         if match["cam"] != instrument.cam_code:
             raise DataIdError(
                 f"obsid {obsid!r} is for camera code {match['cam']}, but this CSC serves {instrument.name} "
                 f"({instrument.cam_code})"
             )
-        day_obs = _check_day_obs(match["day"])
+        day_obs = _check_day_obs(match["day"], where="obsid")
         seq_num = _check_seq_num(int(match["seq"]))
         return DataId(instrument.name, obsid=obsid, day_obs=day_obs, seq_num=seq_num, detectors=detectors)
     if has_group:
-        group_id = raw["groupId"]
-        if not isinstance(group_id, str) or not GROUP_ID_RE.match(group_id):
-            raise DataIdError(f"groupId {group_id!r} is not an ISO timestamp such as 2025-11-15T21:03:14.123")
+        group_id = _check_group_id(raw["groupId"])
         return DataId(instrument.name, group_id=group_id, detectors=detectors)
     if "dayObs" not in raw or "seqNum" not in raw:
         raise DataIdError("dayObs and seqNum must be given together")
