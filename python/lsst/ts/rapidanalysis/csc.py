@@ -47,6 +47,7 @@ from .pipelines.fits_input import read_primary_header
 from .pipelines.mount_torque import read_exposure_window
 from .pipelines.registry import PipelineRegistry
 from .results.database import ResultsDatabase
+from .results.publication import PublishError, write_sample
 from .results.writer import ResultsWriter
 from .sal import ConfigurableCsc, ExpectedError, SalRetCode, State, current_tai
 
@@ -79,6 +80,34 @@ def _expand(text: str, what: str) -> str:
     if leftover:
         raise ExpectedError(f"{what}: environment variable {leftover.group(0)} is not set (value {text!r})")
     return expanded
+
+
+#: A product file of a job: (the pipeline's product entry, its path, its size, its md5).
+_ProductFile = tuple[dict, pathlib.Path, int, str]
+
+
+def _call(method: str, database: ResultsDatabase, **kwargs: Any) -> Any:
+    """``database.<method>(**kwargs)``: one write for the results writer's thread."""
+    return getattr(database, method)(**kwargs)
+
+
+def _failed_future(error: BaseException) -> asyncio.Future:
+    future = asyncio.get_running_loop().create_future()
+    future.set_exception(error)
+    return future
+
+
+def _is_int32(value: Any) -> bool:
+    return isinstance(value, int) and -(2**31) <= value < 2**31
+
+
+def _finite(value: Any) -> float:
+    """A float for a time field: the value if it is a finite number, else 0."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return number if math.isfinite(number) else 0.0
 
 
 class RapidAnalysisCsc(ConfigurableCsc):
@@ -299,6 +328,7 @@ class RapidAnalysisCsc(ConfigurableCsc):
             on_job_done=self._publish_job,
             output_dir_for=self._output_dir_for,
             simulation_mode=bool(self.simulation_mode),
+            on_job_started=self._record_started,
             log=self.log,
         )
         self.job_manager.start()
@@ -799,67 +829,217 @@ class RapidAnalysisCsc(ConfigurableCsc):
         return str(self.config.output_root / self.instrument.name / day / image / f"{job.pipeline}-{job.job_id}")
 
     def _product_url(self, path: pathlib.Path) -> str:
+        """Where others get a product: under ``output_url_root`` if set, else a ``file://`` URL.
+
+        A product outside ``output_root`` (the pipeline wrote it elsewhere) is not served under
+        ``output_url_root``: it gets its ``file://`` URL.
+        """
         assert self.config is not None
+        resolved = path.resolve()
         if self.config.output_url_root:
-            relative = path.resolve().relative_to(self.config.output_root.resolve())
+            try:
+                relative = resolved.relative_to(self.config.output_root.resolve())
+            except ValueError:
+                return resolved.as_uri()
             return self.config.output_url_root.rstrip("/") + "/" + relative.as_posix()
-        return path.resolve().as_uri()
+        return resolved.as_uri()
 
     def _db_write(self, method: str, **kwargs: Any) -> None:
         """Write to the results database in its thread; a failure is logged, never lost silently."""
         if self.results is None:
             return
-        future = self.results.write(lambda database: getattr(database, method)(**kwargs))
+        try:
+            future = self.results.write(lambda database: getattr(database, method)(**kwargs))
+        except RuntimeError as e:  # closed
+            self.log.error("Results database write %s not done: %s", method, e)
+            return
         future.add_done_callback(self._db_write_done)
 
     def _db_write_done(self, future: asyncio.Future) -> None:
         if not future.cancelled() and future.exception() is not None:
             self.log.error("Results database write failed: %r", future.exception())
 
+    def _record_started(self, job: Job) -> None:
+        """The job's row says ``running`` (and since when) once it is handed to the pool."""
+        self._db_write("record_job", job_id=job.job_id, state=job.state.value, start_time=job.start_time)
+
     async def _publish_job(self, job: Job) -> None:
-        """Everything a finished job produces: database rows, products, telemetry, then jobResult."""
-        result = job.outcome.get("result") or {}
+        """Everything a finished job produces: database rows, products, telemetry, then its jobResult.
+
+        Each part stands alone. Whatever one of them raises is logged and reported in the job's
+        result (``publication`` in jobResult.result and in its database row: what was not
+        published as it was, and why) and the others go on; a string too long for its field is
+        shortened, saying so. The jobResult is written whatever happened before it.
+        """
+        problems: list[str] = []
+        result = job.outcome.get("result") if isinstance(job.outcome, dict) else None
+        result = result if isinstance(result, dict) else {}
         image_name = result.get("image_name") or job.image_name
+        if not isinstance(image_name, str):
+            image_name = job.image_name
+        products = await self._read_products(job, result, problems)
+        recorded = await self._record_job_end(job, image_name, result, products, problems)
+        self._announce_products(job, products, problems)
+        self._write_telemetry(job, result, problems)
+        if problems:
+            job.publication = problems
+            self.log.warning(
+                "Job %s %s: not everything was published as it was: %s", job.job_id, job.pipeline, "; ".join(problems)
+            )
+            if recorded and self.results is not None:  # the row says what the jobResult says
+                try:
+                    await self.results.write(
+                        functools.partial(_call, "record_job", job_id=job.job_id, result=job.result_json())
+                    )
+                except Exception as e:
+                    self.log.error("Job %s: could not record what was not published: %r", job.job_id, e)
+        self._write_job_result(job, image_name)
+        # One log line per failed job; successes are in jobResult (LOVE need not see 189 per visit).
+        level = logging.DEBUG if job.state == JobState.SUCCEEDED else logging.WARNING
+        self.log.log(level, "Job %s %s %s: %s", job.job_id, job.pipeline, job.state.value, job.error_report or "ok")
+        for follower in (self.gatherer, self.dispatcher):
+            if follower is None:
+                continue
+            try:
+                follower.job_done(job)
+            except Exception:
+                self.log.exception("%s could not take the end of job %s", type(follower).__name__, job.job_id)
+
+    async def _read_products(self, job: Job, result: dict, problems: list[str]) -> list[_ProductFile]:
+        """The job's product files that can be read: (product, path, size, md5); others are problems."""
+
+        def size_and_checksum(path: pathlib.Path) -> tuple[int, str]:
+            digest = hashlib.md5()
+            size = 0
+            with path.open("rb") as f:
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
+                    size += len(chunk)
+            return size, digest.hexdigest()
+
         loop = asyncio.get_running_loop()
         products = []
-        for product in result.get("products", []):
+        for product in result.get("products") or []:
+            if not isinstance(product, dict) or not isinstance(product.get("path"), str):
+                problems.append(f"product {product!r:.120} not published: it has no path")
+                continue
             path = pathlib.Path(product["path"])
             try:
-                content = await loop.run_in_executor(None, path.read_bytes)
+                size, checksum = await loop.run_in_executor(None, size_and_checksum, path)
             except OSError as e:
-                self.log.error("Job %s product %s is unreadable: %s", job.job_id, path, e)
+                problems.append(f"product {path.name} not published: unreadable ({e})")
                 continue
-            products.append((product, path, len(content), hashlib.md5(content).hexdigest()))
-        if self.results is not None:
-            try:
-                await self.results.write(
+            products.append((product, path, size, checksum))
+        return products
+
+    async def _record_job_end(
+        self,
+        job: Job,
+        image_name: str,
+        result: dict,
+        products: list[_ProductFile],
+        problems: list[str],
+    ) -> bool:
+        """The job's final row, its metrics and its products, as separate writes; True if the row was written.
+
+        Separate, so that metrics or a product the database refuses do not take the job's row
+        (and its final state) with them; the writer still runs them in one transaction.
+        """
+        if self.results is None:
+            problems.append("results database: not recorded (the database is not open)")
+            return False
+        writes: list[tuple[str, Callable[[ResultsDatabase], Any]]] = [
+            ("the job's row", functools.partial(_call, "record_job", **self._job_row(job, image_name)))
+        ]
+        if result:
+            writes.append(
+                (
+                    "its metrics",
                     functools.partial(
-                        self._record_job_end, job=job, image_name=image_name, result=result, products=products
-                    )
+                        _call,
+                        "record_metrics",
+                        job_id=job.job_id,
+                        image_name=image_name,
+                        metrics=result.get("metrics") or {},
+                        detector_metrics=result.get("detector_metrics") or [],
+                    ),
                 )
-            except Exception as e:
-                self.log.error("Could not record job %s in the results database: %r", job.job_id, e)
+            )
         for product, path, size, checksum in products:
-            self.evt_largeFileObjectAvailable.set_write(
+            writes.append(
+                (
+                    f"product {path.name}",
+                    functools.partial(
+                        _call,
+                        "record_product",
+                        job_id=job.job_id,
+                        image_name=image_name,
+                        path=str(path),
+                        url=self._product_url(path),
+                        mime_type=str(product.get("mime_type", "")),
+                        byte_size=size,
+                        checksum=checksum,
+                        description=str(product.get("description", "")),
+                    ),
+                )
+            )
+        futures = []
+        for _, write in writes:
+            try:
+                futures.append(self.results.write(write))
+            except Exception as e:
+                futures.append(_failed_future(e))
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        for (what, _), outcome in zip(writes, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                problems.append(f"results database: {what} not recorded ({type(outcome).__name__}: {outcome})")
+        return not isinstance(outcomes[0], BaseException)
+
+    def _announce_products(self, job: Job, products: list[_ProductFile], problems: list[str]) -> None:
+        """largeFileObjectAvailable for each product; a URL too long for its field is shortened, saying so."""
+        for product, path, size, checksum in products:
+            fields = dict(
                 url=self._product_url(path),
                 generator=f"RapidAnalysis:{self.salinfo.index}",
                 version=1.0,
                 byteSize=size,
                 checkSum=checksum,
-                mimeType=product.get("mime_type", ""),
+                mimeType=str(product.get("mime_type", "")),
                 id=job.job_id,
-                force_output=True,
             )
-        for sample in result.get("telemetry", []):
-            topic = getattr(self, f"tel_{sample['topic']}", None)
-            if topic is None:
-                self.log.error("Job %s asked to publish unknown telemetry topic %r", job.job_id, sample["topic"])
+            try:
+                notes = write_sample(self.evt_largeFileObjectAvailable, fields, what="largeFileObjectAvailable")
+            except PublishError as e:
+                problems.append(f"product {path.name} not announced: {e}")
+                continue
+            problems.extend(f"product {path.name}: {note} (the results database has it whole)" for note in notes)
+
+    def _write_telemetry(self, job: Job, result: dict, problems: list[str]) -> None:
+        """The telemetry samples the pipeline returned; each bad one is rejected alone."""
+        own = ("poolStatus",)
+        allowed = [name for name in self.salinfo.telemetry_names if name not in own]
+        for sample in result.get("telemetry") or []:
+            name = sample.get("topic") if isinstance(sample, dict) else None
+            if name in own:
+                problems.append(
+                    f"telemetry {name} rejected: it is the CSC's own topic; pipelines may write {', '.join(allowed)}"
+                )
+                continue
+            if name not in allowed:
+                problems.append(f"asked to publish unknown telemetry topic {name!r}; known: {', '.join(allowed)}")
                 continue
             try:
-                topic.set_write(**self._telemetry_fields(topic, sample["fields"]))
-            except (AttributeError, ValueError) as e:
-                self.log.error("Job %s telemetry %s rejected: %s", job.job_id, sample["topic"], e)
-        self.evt_jobResult.set_write(
+                problems.extend(
+                    write_sample(
+                        getattr(self, f"tel_{name}"), sample.get("fields"), force_output=None, what=f"telemetry {name}"
+                    )
+                )
+            except PublishError as e:
+                problems.append(str(e))
+
+    def _write_job_result(self, job: Job, image_name: str) -> None:
+        """The job's one jobResult; if it cannot be written in full, a plain one saying why."""
+        fields = dict(
             jobId=job.job_id,
             pipeline=job.pipeline,
             dataId=job.data_id.to_json(),
@@ -872,15 +1052,32 @@ class RapidAnalysisCsc(ConfigurableCsc):
             endTime=job.end_time,
             duration=job.duration,
             result=job.result_json(),
-            force_output=True,
         )
-        # One log line per failed job; successes are in jobResult (LOVE need not see 189 per visit).
-        level = logging.DEBUG if job.state == JobState.SUCCEEDED else logging.WARNING
-        self.log.log(level, "Job %s %s %s: %s", job.job_id, job.pipeline, job.state.value, job.error_report or "ok")
-        if self.gatherer is not None:
-            self.gatherer.job_done(job)
-        if self.dispatcher is not None:
-            self.dispatcher.job_done(job)
+        try:
+            notes = write_sample(self.evt_jobResult, fields, what="jobResult")
+        except PublishError as e:
+            self.log.error("Job %s: %s; writing a plain jobResult instead", job.job_id, e)
+            plain = dict(
+                jobId=str(job.job_id),
+                pipeline=str(job.pipeline),
+                dataId=str(fields["dataId"]),
+                imageName=str(image_name),
+                trigger=str(job.trigger),
+                success=bool(fields["success"]),
+                exitCode=job.exit_code if _is_int32(job.exit_code) else int(ExitCode.CRASHED),
+                errorReport=f"{job.error_report} [jobResult could not be written in full: {e}]".lstrip(),
+                startTime=_finite(job.start_time),
+                endTime=_finite(job.end_time),
+                duration=_finite(job.duration),
+                result=json.dumps({"publication": [*job.publication, str(e)]}),
+            )
+            try:
+                write_sample(self.evt_jobResult, plain, what="jobResult")
+            except PublishError as e2:
+                self.log.critical("Job %s ended (%s) but no jobResult could be written: %s", job.job_id, job.state, e2)
+            return
+        if notes:
+            self.log.warning("Job %s: %s", job.job_id, "; ".join(notes))
 
     async def _gather(self, visit: VisitGather, partial: bool, regather: bool) -> None:
         """Announce the gather (visitGathered) and queue the gather pipeline on what has landed."""
@@ -935,44 +1132,6 @@ class RapidAnalysisCsc(ConfigurableCsc):
         job.inputs = [str(visit_file)] + [visit.binned[d] for d in sorted(visit.binned)]
         self._submit(job, ignore_limit=True)
         self._record_submitted(job)
-
-    @staticmethod
-    def _telemetry_fields(topic: Any, fields: dict[str, Any]) -> dict[str, Any]:
-        """Fields to write; a missing measurement (JSON null) becomes NaN in a float field.
-
-        Leaving it out instead would repeat the previous image's value under this image's name.
-        """
-        out = {}
-        for name, value in fields.items():
-            if value is None:
-                if isinstance(getattr(topic.data, name, None), float):
-                    out[name] = math.nan
-                continue
-            out[name] = value
-        return out
-
-    def _record_job_end(
-        self, database: ResultsDatabase, *, job: Job, image_name: str, result: dict, products: list
-    ) -> None:
-        database.record_job(**self._job_row(job, image_name))
-        if result:
-            database.record_metrics(
-                job_id=job.job_id,
-                image_name=image_name,
-                metrics=result.get("metrics", {}),
-                detector_metrics=result.get("detector_metrics", []),
-            )
-        for product, path, size, checksum in products:
-            database.record_product(
-                job_id=job.job_id,
-                image_name=image_name,
-                path=str(path),
-                url=self._product_url(path),
-                mime_type=product.get("mime_type", ""),
-                byte_size=size,
-                checksum=checksum,
-                description=product.get("description", ""),
-            )
 
     # -- status --
 

@@ -92,6 +92,8 @@ class Job:
     error_report: str = ""
     outcome: dict[str, Any] = dataclasses.field(default_factory=dict)
     inputs: list[str] = dataclasses.field(default_factory=list)
+    #: What of the job's results could not be published as it was, and why (one sentence each).
+    publication: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def done(self) -> bool:
@@ -114,15 +116,25 @@ class Job:
         return (-self.priority, -self.sequence)
 
     def result_json(self) -> str:
-        """The jobResult.result JSON: the pipeline's summary, metrics and products."""
-        result = self.outcome.get("result") or {}
-        return json.dumps(
-            {
-                "skipped": result.get("skipped", ""),
-                "summary": result.get("summary", {}),
-                "metrics": result.get("metrics", {}),
-                "products": [p["path"] for p in result.get("products", [])],
-            },
-            default=str,
-            allow_nan=True,
-        )
+        """The jobResult.result JSON: the pipeline's summary, metrics and products.
+
+        With ``publication`` when something of the job's results could not be published as it
+        was. Never raises: a result that cannot be encoded is replaced by a note saying why.
+        """
+        result = self.outcome.get("result") if isinstance(self.outcome, dict) else None
+        result = result if isinstance(result, dict) else {}
+        products = result.get("products") or []
+        out: dict[str, Any] = {
+            "skipped": result.get("skipped", ""),
+            "summary": result.get("summary", {}),
+            "metrics": result.get("metrics", {}),
+            "products": [p.get("path", "") if isinstance(p, dict) else str(p) for p in products],
+        }
+        if self.publication:
+            out["publication"] = list(self.publication)
+        try:
+            return json.dumps(out, default=str, allow_nan=True)
+        except (TypeError, ValueError) as e:  # e.g. a circular structure
+            return json.dumps(
+                {"publication": [*self.publication, f"result could not be encoded as JSON: {e}"]}, default=str
+            )
