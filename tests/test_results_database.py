@@ -494,3 +494,18 @@ def test_concurrent_record_of_the_same_new_job(tmp_path):
         job = db.job("shared")
         assert {k: job[k] for k in fields} == {k: k for k in fields}
         assert len(db.jobs()) == 1
+
+
+def test_unfinished_jobs(db):
+    """The queued and running jobs of one instrument, oldest first (what a restarted CSC must end)."""
+    add_job(db, "done", submit=T0)
+    add_job(db, "running", submit=T0 + 2, state="running", success=None, exit_code=None, end_time=None)
+    add_job(db, "queued", submit=T0 + 1, state="queued", success=None, exit_code=None, start_time=None)
+    add_job(db, "other-instrument", submit=T0, state="queued", instrument="LATISS")
+    add_job(db, "failed", submit=T0 + 3, state="failed", success=False, exit_code=2)
+    jobs = db.unfinished_jobs("LSSTCam")
+    assert [job["job_id"] for job in jobs] == ["queued", "running"]
+    assert jobs[0]["state"] == "queued" and jobs[0]["start_time"] is None
+    assert jobs[1]["data_id"] == {"obsid": "MC_O_20251115_000001"}  # decoded, as job() gives it
+    assert [job["job_id"] for job in db.unfinished_jobs("LATISS")] == ["other-instrument"]
+    assert db.unfinished_jobs("LSSTComCam") == []

@@ -321,6 +321,7 @@ class RapidAnalysisCsc(ConfigurableCsc):
             await self.results.close()
             self.results = None
             raise ExpectedError(f"Cannot start the worker pool: {e}") from e
+        await self._end_jobs_left_unfinished()
         self.job_manager = JobManager(
             pool=self.pool,
             max_queue_length=config.max_queue_length,
@@ -362,6 +363,78 @@ class RapidAnalysisCsc(ConfigurableCsc):
             # After the writes already asked for.
             results, self.results = self.results, None
             await results.close()
+
+    async def _end_jobs_left_unfinished(self) -> None:
+        """End the jobs an earlier CSC process left queued or running (it crashed, or was killed).
+
+        The rule: they are not re-run. Each ends now with exit code 5 (`ExitCode.CSC_RESTARTED`),
+        its jobResult and its database row saying so; whoever wanted it asks again. (A re-run
+        would come long after it was asked for, on data the requester may no longer want, and
+        its requester, a script, is gone with its command's ack.)
+        """
+        assert self.results is not None
+        instrument = self.instrument.name
+        try:
+            rows = await self.results.write(lambda database: database.unfinished_jobs(instrument))
+        except Exception as e:
+            self.log.error("Could not look for jobs an earlier CSC process left unfinished: %r", e)
+            return
+        if not rows:
+            return
+        ids = [str(row["job_id"]) for row in rows]
+        self.log.warning(
+            "%d job(s) were left queued or running by an earlier CSC process that ended before them; they end "
+            "now with exit code %d (not re-run): %s",
+            len(rows),
+            ExitCode.CSC_RESTARTED,
+            ", ".join(ids[:50]) + (f" and {len(ids) - 50} more" if len(ids) > 50 else ""),
+        )
+        now = current_tai()
+        # Concurrently, so that their database writes go in one transaction.
+        await asyncio.gather(*(self._publish_job(self._job_left_unfinished(row, now)) for row in rows))
+
+    def _job_left_unfinished(self, row: dict[str, Any], now: float) -> Job:
+        """The `Job` of a database row left queued or running, ended now with exit code 5."""
+
+        def text(value: Any) -> str:
+            return value if isinstance(value, str) else ""
+
+        stored = row.get("data_id")
+        stored = stored if isinstance(stored, dict) else {}
+        detectors = stored.get("detectors")
+        data_id = DataId(
+            instrument=self.instrument.name,
+            obsid=stored.get("obsid") or text(row.get("image_name")) or None,
+            group_id=stored.get("groupId"),
+            day_obs=stored.get("dayObs"),
+            seq_num=stored.get("seqNum"),
+            detectors=tuple(detectors) if isinstance(detectors, list) else None,
+        )
+        try:
+            trigger = Trigger(row.get("trigger"))
+        except ValueError:
+            trigger = Trigger.COMMAND
+        state = text(row.get("state")) or "queued"
+        start_time = _finite(row.get("start_time"))
+        since = f" since {time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(start_time))} TAI" if start_time else ""
+        config = row.get("config")
+        return Job(
+            job_id=str(row["job_id"]),
+            pipeline=text(row.get("pipeline")),
+            data_id=data_id,
+            config=config if isinstance(config, dict) else {},
+            trigger=trigger,
+            time_limit=0.0,
+            submit_time=_finite(row.get("submit_time")),
+            state=JobState.FAILED,
+            start_time=start_time,
+            end_time=now,
+            exit_code=int(ExitCode.CSC_RESTARTED),
+            error_report=(
+                f"the CSC restarted before the job ended: it was {state}{since} when the CSC process that "
+                "accepted it ended; not re-run (ask for it again)"
+            ),
+        )
 
     async def _pool_lost(self, reason: str) -> None:
         asyncio.create_task(self.fault(code=ErrorCode.POOL_LOST, report=reason))

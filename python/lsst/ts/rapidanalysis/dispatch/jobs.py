@@ -46,6 +46,9 @@ class ExitCode(enum.IntEnum):
     ABORTED = 255  # as OCPS's abort_job
     TIMED_OUT = 124  # as timeout(1)
     POOL_LOST = 5  # the Dask scheduler went away
+    #: The CSC process ended (a crash, kill -9) before the job did; its next start ends the job.
+    #: The same code as POOL_LOST: the compute the job was given went away with it.
+    CSC_RESTARTED = 5
 
 
 _sequence = itertools.count(1)

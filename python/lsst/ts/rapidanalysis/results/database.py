@@ -622,6 +622,21 @@ class ResultsDatabase:
                     job[name] = json.loads(job[name])
         return job
 
+    def unfinished_jobs(self, instrument: str) -> list[dict[str, Any]]:
+        """Jobs of one instrument still ``queued`` or ``running``, oldest first, as `job` gives them.
+
+        When a CSC starts, these were left by an earlier CSC process that ended before they did
+        (a crash, kill -9): nothing will end them but the CSC that finds them.
+        """
+        query = (
+            sa.select(ra_job.c.job_id)
+            .where(ra_job.c.instrument == instrument, ra_job.c.state.in_(("queued", "running")))
+            .order_by(ra_job.c.submit_time.asc().nulls_last(), ra_job.c.job_id.asc())
+        )
+        with self._read() as conn:
+            job_ids = list(conn.scalars(query))
+        return [job for job in (self.job(job_id) for job_id in job_ids) if job is not None]
+
     def jobs(
         self,
         pipeline: str | Iterable[str] | None = None,
