@@ -12,8 +12,18 @@ from cyclonedds.domain import Domain as CycloneDomain
 __all__ = ["ensure_dds_domain", "default_config_xml", "topic_qos", "MAX_DOMAIN_ID"]
 
 MAX_DOMAIN_ID = 232
+#: Samples of each event (per SAL index) a writer keeps for late joiners (DurabilityService).
 _HISTORY_DEPTH = 100
+#: Writer history of events and telemetry, per instance: how many samples not yet acknowledged
+#: by every reader a writer holds before Cyclone discards the oldest (a KEEP_LAST writer prunes
+#: the samples it overwrites, acknowledged or not). Deep enough for any burst a CSC writes;
+#: KEEP_LAST so that a stalled reader never makes a CSC's publishing block or fail.
+_WRITER_DEPTH = 1000
 _MAX_BLOCKING_NS = 100_000_000  # 100 ms, as ts_ddsconfig
+#: How long writing a command or an ack may wait for room (KEEP_ALL writers are flow-controlled:
+#: they wait while too much is unacknowledged). Longer than the default, so that a burst of
+#: commands slows down rather than fails.
+_COMMAND_MAX_BLOCKING_NS = 2_000_000_000
 
 _lock = threading.Lock()
 _domains: dict[int, CycloneDomain | None] = {}
@@ -47,12 +57,20 @@ def ensure_dds_domain(domain_id: int) -> None:
             _domains[domain_id] = CycloneDomain(domain_id, config=default_config_xml(domain_id))
 
 
-def _reliable() -> Policy:
-    return Policy.Reliability.Reliable(max_blocking_time=_MAX_BLOCKING_NS)
-
-
 def topic_qos(kind: str, *, writer: bool) -> Qos:
-    """QoS for a reader or writer of one kind of topic (ts_ddsconfig profiles, DDS-era).
+    """QoS for a reader or writer of one kind of topic (ts_ddsconfig profiles, DDS-era, but lossless).
+
+    DDS never discards a sample on our side, whatever the burst:
+
+    * Every reader is KEEP_ALL (with no resource limits): a received sample stays in the reader
+      until the sample pump takes it; what to keep is then the Python queue's business (salobj
+      semantics), not the DDS history's. A KEEP_LAST 100 reader silently lost acks when more
+      than 100 arrived before the pump ran (two acks per command, 189 commands in flight).
+    * Command and ackcmd writers are KEEP_ALL as well: Cyclone then keeps every sample until
+      every reader acknowledged it, and flow-controls the writer (it waits, at most
+      ``_COMMAND_MAX_BLOCKING_NS``, while too much is unacknowledged) instead of pruning.
+    * Event and telemetry writers are KEEP_LAST ``_WRITER_DEPTH`` per instance, so that a
+      stalled reader cannot block a CSC, yet a burst loses nothing.
 
     Events are transient-local so that late joiners get the last values; the writer's
     DurabilityService sets how many (Cyclone gives min(that, reader history depth)).
@@ -68,9 +86,14 @@ def topic_qos(kind: str, *, writer: bool) -> Qos:
     -------
     qos : `cyclonedds.core.Qos`
     """
+    if kind not in ("command", "ackcmd", "event", "telemetry"):
+        raise ValueError(f"unknown topic kind {kind!r}")
+    lossless = not writer or kind in ("command", "ackcmd")
+    max_blocking = _COMMAND_MAX_BLOCKING_NS if kind in ("command", "ackcmd") else _MAX_BLOCKING_NS
     policies = [
-        _reliable(),
-        Policy.History.KeepLast(_HISTORY_DEPTH),
+        Policy.Reliability.Reliable(max_blocking_time=max_blocking),
+        Policy.History.KeepAll if lossless else Policy.History.KeepLast(_WRITER_DEPTH),
+        Policy.ResourceLimits(max_samples=-1, max_instances=-1, max_samples_per_instance=-1),
         Policy.DestinationOrder.ByReceptionTimestamp,
     ]
     if kind == "event":
@@ -85,10 +108,8 @@ def topic_qos(kind: str, *, writer: bool) -> Qos:
                     max_samples_per_instance=-1,
                 )
             )
-    elif kind in ("command", "ackcmd", "telemetry"):
-        policies.append(Policy.Durability.Volatile)
     else:
-        raise ValueError(f"unknown topic kind {kind!r}")
+        policies.append(Policy.Durability.Volatile)
     if writer:
         policies.append(Policy.WriterDataLifecycle(autodispose=True))
     return Qos(*policies)

@@ -235,13 +235,17 @@ class SalInfo:
             # e.g. the final ack of a command whose CSC is closing the domain we share.
             await asyncio.sleep(0)
             for read_topic, reader in self._readers.values():
-                try:
-                    valid = [s for s in reader.take(N=1000) if s.sample_info.valid_data]
-                except Exception as e:
-                    self.log.warning("Could not drain %s: %r", read_topic.attr_name, e)
-                    continue
-                if valid:
-                    read_topic._deliver(valid)
+                while True:  # every sample left, however many (a burst of acks, say)
+                    try:
+                        samples = reader.take(N=1000)
+                    except Exception as e:
+                        self.log.warning("Could not drain %s: %r", read_topic.attr_name, e)
+                        break
+                    valid = [s for s in samples if s.sample_info.valid_data]
+                    if valid:
+                        read_topic._deliver(valid)
+                    if len(samples) < 1000:
+                        break
         for read_topic, _ in self._readers.values():
             cancelled += read_topic._close()
         for cmd_callback in list(self._running_cmds.values()):

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..enums import SalRetCode
 from ..errors import ExpectedError
-from .read_topic import DEFAULT_QUEUE_LEN, ReadTopic
+from .read_topic import ReadTopic
 from .write_topic import WriteTopic
 
 if TYPE_CHECKING:
@@ -35,17 +35,20 @@ class ControllerCommand(ReadTopic):
     with the traceback logged. Handlers run one at a time per command unless
     ``allow_multiple_callbacks`` is set.
 
+    Commands are never dropped: without a callback they wait in a queue of unlimited length
+    for ``next``.
+
     Parameters
     ----------
     salinfo : `SalInfo`
         The component.
     name : `str`
         Command name without ``command_``.
-    queue_len : `int`
-        Queue length.
+    queue_len : `int` or None
+        Queue length when there is no callback; None (default) for no limit.
     """
 
-    def __init__(self, salinfo: SalInfo, name: str, queue_len: int = DEFAULT_QUEUE_LEN) -> None:
+    def __init__(self, salinfo: SalInfo, name: str, queue_len: int | None = None) -> None:
         super().__init__(salinfo=salinfo, attr_name="cmd_" + name, max_history=0, queue_len=queue_len)
         self.cmdtype = salinfo.cmdtype(self.sal_name)
         self.allow_multiple_callbacks = False

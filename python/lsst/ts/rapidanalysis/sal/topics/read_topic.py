@@ -27,7 +27,9 @@ class ReadTopic(BaseTopic):
     """A topic that is read (salobj semantics).
 
     Samples are queued (oldest dropped when the queue is full, with a warning as it fills)
-    unless a callback is set, in which case each sample is handed to it, in order.
+    unless a callback is set, in which case each sample is handed to it, in order. A queue
+    of unlimited length (``queue_len=None``) never drops anything: commands (a Controller
+    answers every one) and acknowledgements (a Remote waits for every one) are queued so.
 
     Parameters
     ----------
@@ -38,19 +40,19 @@ class ReadTopic(BaseTopic):
     max_history : `int`
         How many samples written before this reader existed to keep (per SAL index);
         must be 0 for volatile topics.
-    queue_len : `int`
-        Queue length.
+    queue_len : `int` or None
+        Queue length; None for no limit (nothing is ever dropped).
     """
 
     def __init__(
-        self, *, salinfo: SalInfo, attr_name: str, max_history: int, queue_len: int = DEFAULT_QUEUE_LEN
+        self, *, salinfo: SalInfo, attr_name: str, max_history: int, queue_len: int | None = DEFAULT_QUEUE_LEN
     ) -> None:
         super().__init__(salinfo=salinfo, attr_name=attr_name)
         if max_history < 0:
             raise ValueError(f"max_history={max_history} must be >= 0")
-        if queue_len <= MIN_QUEUE_LEN:
-            raise ValueError(f"queue_len={queue_len} must be > {MIN_QUEUE_LEN}")
-        if max_history > queue_len:
+        if queue_len is not None and queue_len <= MIN_QUEUE_LEN:
+            raise ValueError(f"queue_len={queue_len} must be > {MIN_QUEUE_LEN} (or None for no limit)")
+        if queue_len is not None and max_history > queue_len:
             raise ValueError(f"max_history={max_history} must be <= queue_len={queue_len}")
         if max_history > 0 and self.volatile:
             raise ValueError(f"max_history={max_history} must be 0 for volatile topic {attr_name}")
@@ -75,6 +77,11 @@ class ReadTopic(BaseTopic):
     def max_history(self) -> int:
         """Historical samples kept per SAL index."""
         return self._max_history
+
+    @property
+    def queue_len(self) -> int | None:
+        """Queue length; None: unlimited, nothing is dropped."""
+        return self._queue_len
 
     @property
     def has_data(self) -> bool:
@@ -212,6 +219,12 @@ class ReadTopic(BaseTopic):
             self._first_data_event.set()
 
     def _queue_data(self, data: Any, historical: bool) -> None:
+        if self._queue_len is None:
+            self._queue.append(data)
+            if historical:
+                self._trim_history(data)
+            self._data_event.set()
+            return
         if len(self._queue) >= self._queue_len:
             # Once per overflow episode (until the queue drains), not once per dropped sample.
             if 1.0 not in self._warned_fractions:

@@ -25,7 +25,9 @@ class AckCmdReader(ReadTopic):
     """Reads acks meant for this process's commands and routes them by seqNum, at once."""
 
     def __init__(self, salinfo: SalInfo) -> None:
-        super().__init__(salinfo=salinfo, attr_name="ack_ackcmd", max_history=0)
+        # Acks are routed as they come (never queued, so never dropped); the DDS reader keeps
+        # every sample until the pump takes it (KEEP_ALL, see dds_config.topic_qos).
+        super().__init__(salinfo=salinfo, attr_name="ack_ackcmd", max_history=0, queue_len=None)
 
     def _deliver(self, samples: list[Any]) -> None:
         origin = self.salinfo.domain.origin
