@@ -14,6 +14,7 @@ import hashlib
 from typing import Any
 
 from cyclonedds.idl import IdlMeta, IdlStruct, types
+from cyclonedds.idl._machinery import StringMachine
 from cyclonedds.idl.annotations import extensibility
 
 from .xml_interface import PRIVATE_FIELDS, FieldInfo, TopicInfo
@@ -64,6 +65,37 @@ def _tolerant_deserialize_key(
         return cls.__idl__.deserialize_key(data, has_header=has_header, use_version_2=use_version_2)
     except Exception:
         return None
+
+
+class _TolerantStringMachine(StringMachine):
+    """Decodes a string field that is not valid UTF-8 rather than failing.
+
+    cyclonedds decodes strings strictly, and one bad sample (a lone surrogate written by a
+    non-Python client as CESU-8, a stray byte) makes the whole ``take`` raise, losing every
+    sample taken with it: a command would get no ack at all. Bytes that are not UTF-8 come
+    through as lone surrogates (``surrogateescape``), which the SAL layer escapes wherever it
+    writes them back (`safe_text`); validators reject them with a clear message.
+    """
+
+    def deserialize(self, buffer: Any, *args: Any, **kwargs: Any) -> str:
+        buffer.align(4)
+        numbytes = buffer.read("I", 4)
+        data = buffer.read_bytes(numbytes - 1)
+        buffer.read("b", 1)
+        return data.decode("utf-8", "surrogateescape")
+
+
+def _tolerate_bad_strings(cls: type) -> None:
+    """Make every string field of ``cls`` decode with `_TolerantStringMachine`."""
+    idl = cls.__idl__
+    idl.populate()
+    for machine in (idl.v1_machine, idl.v2_machine):
+        members = getattr(machine, "members_machines", None) or getattr(machine, "member_machines", None)
+        if not isinstance(members, dict):
+            continue
+        for name, member in members.items():
+            if type(member) is StringMachine:
+                members[name] = _TolerantStringMachine(bound=member.bound)
 
 
 def rev_code(info: TopicInfo, indexed: bool) -> str:
@@ -138,6 +170,7 @@ def get_topic_type(info: TopicInfo, indexed: bool) -> TopicType:
     cls = dataclasses.dataclass(cls)
     extensibility("appendable")(cls)
     cls.deserialize_key = classmethod(_tolerant_deserialize_key)
+    _tolerate_bad_strings(cls)
     return TopicType(
         info=info,
         rev_code=code,

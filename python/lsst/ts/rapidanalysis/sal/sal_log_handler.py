@@ -8,6 +8,8 @@ import threading
 import traceback
 from typing import Any
 
+from .safe_text import escape_text
+
 __all__ = ["SalLogHandler"]
 
 
@@ -36,6 +38,8 @@ class SalLogHandler(logging.Handler):
         try:
             self.format(record)
             tb = "".join(traceback.format_exception(*record.exc_info)) if record.exc_info else ""
+            # An exception's message may quote user input: lone surrogates cannot be written.
+            tb = escape_text(tb)
             fields = dict(
                 name=record.name,
                 level=record.levelno,

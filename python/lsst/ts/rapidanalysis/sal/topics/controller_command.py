@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 from typing import TYPE_CHECKING, Any
 
-from ..enums import SalRetCode
+from ..enums import FINAL_ACK_CODES, SalRetCode
 from ..errors import ExpectedError
+from ..safe_text import describe_exception, safe_text
 from .read_topic import ReadTopic
 from .write_topic import WriteTopic
 
 if TYPE_CHECKING:
     from ..sal_info import SalInfo
 
-__all__ = ["ControllerCommand"]
+__all__ = ["ControllerCommand", "MAX_ACK_RESULT_BYTES", "MAX_FAILED_RESULT_BYTES"]
+
+#: Longest ``result`` of any ack, in UTF-8 bytes (longer ones are cut, saying so). The field is
+#: unbounded on the wire, but a reader must never get megabytes; a processData ack listing the
+#: job ids of all 189 LSSTCam detectors needs about 4 kB.
+MAX_ACK_RESULT_BYTES = 16384
+#: Longest ``result`` of an ack that reports a failure (the message of what the handler raised).
+MAX_FAILED_RESULT_BYTES = 1024
+#: The result of the CMD_FAILED written when the final ack asked for could not be written.
+_FALLBACK_RESULT = "Failed: the acknowledgement could not be written ({}); see the CSC log"
 
 
 def _ackcmd_writer(salinfo: SalInfo) -> WriteTopic:
@@ -26,6 +37,22 @@ def _ackcmd_writer(salinfo: SalInfo) -> WriteTopic:
     return writer
 
 
+def _as_int(value: Any, default: int) -> int:
+    try:
+        result = int(value)
+    except Exception:
+        return default
+    return result if -(2**31) <= result < 2**31 else default
+
+
+def _as_timeout(value: Any) -> float:
+    try:
+        result = float(value)
+    except Exception:
+        return 0.0
+    return result if math.isfinite(result) and result >= 0 else 0.0
+
+
 class ControllerCommand(ReadTopic):
     """A command topic a Controller reads; its callback (``do_<name>``) decides the ack.
 
@@ -34,6 +61,12 @@ class ControllerCommand(ReadTopic):
     TimeoutError → CMD_TIMEOUT; cancelled → CMD_ABORTED; any other exception → CMD_FAILED
     with the traceback logged. Handlers run one at a time per command unless
     ``allow_multiple_callbacks`` is set.
+
+    Every command gets exactly one final ack, whatever the handler does: a returned value that
+    is not an ackcmd, or an ackcmd whose code is not final, is a CMD_FAILED saying so; every
+    ``result`` is escaped (lone surrogates, NUL and other control characters become Python
+    escapes) and cut to `MAX_ACK_RESULT_BYTES` (`MAX_FAILED_RESULT_BYTES` for the message
+    of an exception); and if an ack cannot be written at all, a plain CMD_FAILED is.
 
     Commands are never dropped: without a callback they wait in a queue of unlimited length
     for ``next``.
@@ -56,13 +89,22 @@ class ControllerCommand(ReadTopic):
         self._running: set[asyncio.Task] = set()
 
     def ack(self, data: Any, ack: SalRetCode, error: int = 0, result: str = "", timeout: float = 0.0) -> None:
-        """Acknowledge the command ``data`` with ``ack``."""
+        """Acknowledge the command ``data`` with ``ack``.
+
+        ``result`` may be any text: it is escaped and cut to `MAX_ACK_RESULT_BYTES`.
+
+        Raises
+        ------
+        Exception
+            If the ack cannot be written (DDS failed); the command's final ack is then written
+            by the Controller as a CMD_FAILED.
+        """
         self._ackcmd_writer.set(
             private_seqNum=data.private_seqNum,
             ack=int(ack),
             error=error,
-            result=result,
-            identity=data.private_identity,
+            result=safe_text(result, MAX_ACK_RESULT_BYTES),
+            identity=safe_text(data.private_identity, MAX_ACK_RESULT_BYTES),
             origin=data.private_origin,
             cmdtype=self.cmdtype,
             timeout=timeout,
@@ -75,8 +117,19 @@ class ControllerCommand(ReadTopic):
         """Say the command is running and should finish within ``timeout`` more seconds."""
         self.ack(data, SalRetCode.CMD_INPROGRESS, timeout=timeout, result=result)
 
-    def _write_ackcmd(self, data: Any, ackcmd: Any) -> None:
-        self.ack(data, SalRetCode(ackcmd.ack), error=ackcmd.error, result=ackcmd.result, timeout=ackcmd.timeout)
+    def _ack_final(self, data: Any, ack: int, error: int, result: str, timeout: float = 0.0) -> None:
+        """Write the command's final ack; never raises. If it cannot be written as asked, write
+        a plain CMD_FAILED (the reason is logged), so that the sender is never left waiting."""
+        try:
+            self.ack(data, ack, error=error, result=result, timeout=timeout)
+            return
+        except Exception as e:
+            reason = f"{type(e).__name__}: {safe_text(describe_exception(e), 200)}"
+            self.log.exception("%s: could not write the final ack %s (%s)", self.attr_name, ack, reason)
+        try:
+            self.ack(data, SalRetCode.CMD_FAILED, error=1, result=_FALLBACK_RESULT.format(reason))
+        except Exception:
+            self.log.exception("%s: could not write any final ack for seqNum %s", self.attr_name, data.private_seqNum)
 
     def _queue_for_callback(self, data: Any, historical: bool) -> None:
         if self.allow_multiple_callbacks:
@@ -87,12 +140,12 @@ class ControllerCommand(ReadTopic):
             super()._queue_for_callback(data, historical)
 
     async def _run_one_callback(self, data: Any) -> None:
-        callback = self.callback
-        if callback is None:
-            self.ack(data, SalRetCode.CMD_FAILED, error=1, result=f"Failed: no handler for {self.name}")
-            return
         if data.private_seqNum <= 0:
             self.log.warning("Ignoring %s with private_seqNum=%s <= 0", self.attr_name, data.private_seqNum)
+            return
+        callback = self.callback
+        if callback is None:
+            self._ack_final(data, SalRetCode.CMD_FAILED, error=1, result=f"Failed: no handler for {self.name}")
             return
         try:
             result = callback(data)
@@ -100,23 +153,65 @@ class ControllerCommand(ReadTopic):
                 result = await result
         except asyncio.CancelledError:
             # Also reached when the Controller closes: SalInfo.close lets this ack out first.
-            self.ack(data, SalRetCode.CMD_ABORTED, error=1, result="Aborted")
+            self._ack_final(data, SalRetCode.CMD_ABORTED, error=1, result="Aborted")
             return
         except ExpectedError as e:
-            self.log.warning("%s failed: %s", self.attr_name, e)
-            self.ack(data, SalRetCode.CMD_FAILED, error=1, result=f"Failed: {e}")
+            message = safe_text(describe_exception(e), MAX_FAILED_RESULT_BYTES)
+            self.log.warning("%s failed: %s", self.attr_name, message)
+            self._ack_final(data, SalRetCode.CMD_FAILED, error=1, result=f"Failed: {message}")
             return
         except TimeoutError:
-            self.ack(data, SalRetCode.CMD_TIMEOUT, error=1, result="Timeout")
+            self._ack_final(data, SalRetCode.CMD_TIMEOUT, error=1, result="Timeout")
             return
         except Exception as e:
+            message = safe_text(describe_exception(e), MAX_FAILED_RESULT_BYTES)
             self.log.exception("%s failed", self.attr_name)
-            self.ack(data, SalRetCode.CMD_FAILED, error=1, result=f"Failed: {e}")
+            self._ack_final(data, SalRetCode.CMD_FAILED, error=1, result=f"Failed: {message}")
             return
+        except BaseException as e:  # SystemExit, KeyboardInterrupt: answer, then let it go on
+            self._ack_final(data, SalRetCode.CMD_FAILED, error=1, result=f"Failed: {type(e).__name__}")
+            raise
         if result is None:
-            self.ack(data, SalRetCode.CMD_COMPLETE, result="Done")
-        else:
-            self._write_ackcmd(data, result)
+            self._ack_final(data, SalRetCode.CMD_COMPLETE, error=0, result="Done")
+            return
+        self._ack_returned(data, result)
+
+    def _ack_returned(self, data: Any, ackcmd: Any) -> None:
+        """Write the ack a handler returned, if it is one that ends the command."""
+        code = getattr(ackcmd, "ack", None)
+        if code is None or isinstance(code, bool) or not isinstance(code, int):
+            what = safe_text(repr(ackcmd), 200)
+            self.log.error("%s: the handler returned %s; expected None or an ackcmd", self.attr_name, what)
+            self._ack_final(
+                data,
+                SalRetCode.CMD_FAILED,
+                error=1,
+                result=f"Failed: the handler returned {what}, not None or an ackcmd",
+            )
+            return
+        result = safe_text(getattr(ackcmd, "result", ""), MAX_ACK_RESULT_BYTES)
+        if code not in FINAL_ACK_CODES:
+            try:
+                name = SalRetCode(code).name
+            except ValueError:
+                name = str(code)
+            self.log.error("%s: the handler returned ack %s, which does not end a command", self.attr_name, name)
+            self._ack_final(
+                data,
+                SalRetCode.CMD_FAILED,
+                error=1,
+                result=safe_text(
+                    f"Failed: the handler ended with ack {name}, which is not final: {result}", MAX_FAILED_RESULT_BYTES
+                ),
+            )
+            return
+        self._ack_final(
+            data,
+            code,
+            error=_as_int(getattr(ackcmd, "error", 0), 1),
+            result=result,
+            timeout=_as_timeout(getattr(ackcmd, "timeout", 0.0)),
+        )
 
     def _close(self) -> list[asyncio.Task]:
         cancelled = super()._close()

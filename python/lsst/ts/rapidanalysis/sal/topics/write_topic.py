@@ -44,9 +44,17 @@ def _check_scalar(field: FieldInfo, value: Any) -> Any:
     if kind == "string":
         if not isinstance(value, str):
             raise ValueError(f"{field.name}={value!r} must be a str")
-        if field.str_length and len(value.encode()) > field.str_length:
-            raise ValueError(f"{field.name} is longer than {field.str_length} bytes: {value!r}")
-        return value
+        try:
+            encoded = value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            # A lone surrogate (e.g. from "\\ud800" in JSON): DDS strings are UTF-8, which cannot hold it.
+            raise ValueError(
+                f"{field.name} holds {value[e.start : e.end]!r} at character {e.start}: lone surrogates, "
+                "which UTF-8 (and so DDS) cannot carry; escape or remove them"
+            ) from None
+        if field.str_length and len(encoded) > field.str_length:
+            raise ValueError(f"{field.name} is longer than {field.str_length} bytes: {value[:80]!r}")
+        return str.__str__(value)
     if kind == "boolean":
         return bool(value)
     if kind in ("float", "double"):
