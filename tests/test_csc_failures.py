@@ -289,6 +289,48 @@ class CscFailuresTestCase(RapidAnalysisTestMixin, BaseCscTestCase, unittest.Isol
             assert (await self.next_job_result(job_id)).success
             self.assert_enabled()
 
+    async def test_synchronous_detectors_end_out_of_order(self) -> None:
+        """Synchronous sfm on two detectors: the job awaited second ends first; the command completes.
+
+        Before the fix, waiting on a job that had already ended raised KeyError and failed the command.
+        """
+        from lsst.ts.rapidanalysis.sim.raw_writer import simulate_detector
+        from lsst.ts.rapidanalysis.sim.scene import SceneConfig
+
+        self.csc_index = 3  # LSSTCam
+        obsid = "MC_O_20251115_000400"
+        async with self.enabled_csc(warm=True, override="synchronous_raws.yaml"):
+            ackcmd = await self.remote.cmd_processData.set_start(
+                dataId=json.dumps({"obsid": obsid, "detectors": [94, 93]}),
+                pipeline="sfm",
+                config="",
+                timeout=STD_TIMEOUT,
+                wait_done=False,
+            )
+            assert ackcmd.ack == SalRetCode.CMD_INPROGRESS, ackcmd
+            first, second = json.loads(ackcmd.result)["jobIds"]  # detectors 93 and 94, awaited in this order
+            # No raw yet: both wait for theirs. The second ends first (aborted), the first later.
+            await self.remote.cmd_abortJob.set_start(jobId=second, timeout=STD_TIMEOUT)
+            data = await self.next_job_result(second)
+            assert data.exitCode == 255 and "abortJob" in data.errorReport, data
+            scene = SceneConfig(seeing_fwhm=0.9, n_stars=150, mag_bright=16.0, mag_faint=21.0)
+            await asyncio.to_thread(
+                simulate_detector, "LSSTCam", 93, self.root / "raw", obsid, scene=scene, seed=93, scale=0.3
+            )
+            data = await self.next_job_result(first, timeout=60)
+            assert data.success and data.pipeline == "sfm", data.errorReport
+            ackcmd = await self.remote.cmd_processData.next_ackcmd(ackcmd, timeout=STD_TIMEOUT)
+            assert ackcmd.ack == SalRetCode.CMD_COMPLETE, ackcmd
+            result = json.loads(ackcmd.result)
+            assert result["jobIds"] == [first, second] and result["state"] == "1/2 succeeded", result
+            # The visit's gather follows, on the one detector that landed.
+            data = await self.next_job_result(timeout=60)
+            assert data.pipeline == "sfm_gather" and data.imageName == obsid, data
+            self.assert_enabled()
+            # Not busy any more.
+            job_id = await self.process("test.succeed")
+            assert (await self.next_job_result(job_id)).success
+
     async def test_missing_raw(self) -> None:
         """A job whose raw never appears fails after raw_wait_timeout; one written late is found."""
         if RAW_PIPELINE not in PipelineRegistry(simulation_mode=True).names:
