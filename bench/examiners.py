@@ -5,12 +5,14 @@ Sections (each a function that simulates its inputs, runs the pipeline, and retu
 * ``spectrum``: ``spectrum_examiner`` on LATISS dispersed raws from `lsst.ts.rapidanalysis.sim.spectrum`
   at several brightnesses, exposure times and positions. Per image, each the median of
   ``--repeat`` runs: the wall and CPU time (``time.process_time``: all threads of this process)
-  of the examiner without its PNG (ISR included, the figure the 0.5 s CPU target is about), of its
-  ISR alone (open + `isr_lite`), and with its PNG; and of the reference, measured in the same run
-  on the same file: reading every HDU's pixels with astropy (the floor of any examiner's time).
-  Ratios are per image (examiner CPU over reference CPU), their median in the summary. Then the
-  errors against the truth sidecar of the continuum rate, the continuum peak-pixel rate, the
-  star's peak-pixel rate and the median FWHM (%).
+  of the examiner without its PNG (ISR included), of its ISR alone (open + `isr_lite`), and with
+  its PNG (``make_plot`` is on by default: this is the examiner as it runs in production, the
+  figure the 0.5 s CPU target is about); and of the reference, measured in the same run on the
+  same file: reading every HDU's pixels with astropy (the floor of any examiner's time). Ratios
+  are per image (examiner CPU over reference CPU, without and with the PNG), their median in the
+  summary. The PNG's figure is built once per thread, on its first image: that first run (not in
+  the medians) is reported apart. Then the errors against the truth sidecar of the continuum rate,
+  the continuum peak-pixel rate, the star's peak-pixel rate and the median FWHM (%).
 * ``continuum``: the bias of ``continuumRate`` and ``continuumPeakRate`` against truth as the
   spectrum gets fainter: per continuum rate, ``--realisations`` noise realisations; the per-row
   signal-to-noise is truth's row flux over the measured rows' scatter about it on the plateau.
@@ -79,22 +81,25 @@ class Column:
 
 @dataclasses.dataclass(frozen=True)
 class Timing:
-    """Median wall and CPU time (s) of repeated calls."""
+    """Median wall and CPU time (s) of repeated calls, and the CPU time of the warm-up call."""
 
     wall: float
     cpu: float
+    first_cpu: float
 
 
 def timed(function: Callable[[], Any], repeat: int) -> tuple[Timing, Any]:
     """(median wall and CPU time of ``repeat`` calls after one warm-up call, the last call's value)."""
+    c0 = time.process_time()
     value = function()
+    first_cpu = time.process_time() - c0
     walls, cpus = [], []
     for _ in range(max(1, repeat)):
         w0, c0 = time.perf_counter(), time.process_time()
         value = function()
         walls.append(time.perf_counter() - w0)
         cpus.append(time.process_time() - c0)
-    return Timing(statistics.median(walls), statistics.median(cpus)), value
+    return Timing(statistics.median(walls), statistics.median(cpus), first_cpu), value
 
 
 def isr_only(path: pathlib.Path) -> float:
@@ -141,6 +146,7 @@ SPECTRUM_COLUMNS = (
     Column("no_plot_cpu", "exam cpu", 8, ".3f"),
     Column("plot_cpu", "+png cpu", 8, ".3f"),
     Column("ratio_cpu", "exam/read", 9, ".1f"),
+    Column("plot_ratio_cpu", "+png/read", 9, ".1f"),
     Column("cont_err", "cont %", 7, "+.2f"),
     Column("cpeak_err", "cpeak %", 7, "+.2f"),
     Column("peak_err", "peak %", 7, "+.2f"),
@@ -226,7 +232,9 @@ def spectrum_section(
                 "no_plot_cpu": no_plot.cpu,
                 "plot_wall": plot.wall,
                 "plot_cpu": plot.cpu,
+                "plot_first_cpu": plot.first_cpu,
                 "ratio_cpu": no_plot.cpu / read.cpu,
+                "plot_ratio_cpu": plot.cpu / read.cpu,
                 "ratio_wall": no_plot.wall / read.wall,
                 "cont_err": percent_error(m["continuumRate"], truth["continuum_rate_adu"]),
                 "cpeak_err": percent_error(m["continuumPeakRate"], truth["continuum_peak_rate_adu"])
@@ -357,22 +365,25 @@ def mount_section(
 MOUNT_COLUMNS = tuple(Column(*column) for column in MOUNT_BENCH_COLUMNS)
 
 
-#: CPU seconds per full-size image, ISR included, that spectrum_examiner should stay under.
+#: CPU seconds per full-size image, ISR and PNG included (as in production), that spectrum_examiner
+#: should stay under.
 SPECTRUM_CPU_TARGET = 0.5
 
 
 def spectrum_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    cpu = statistics.median(r["no_plot_cpu"] for r in rows)
+    cpu = statistics.median(r["plot_cpu"] for r in rows)
     return {
         "images": len(rows),
         "median_examine_wall_s": statistics.median(r["no_plot_wall"] for r in rows),
-        "median_examine_cpu_s": cpu,
+        "median_examine_cpu_s": statistics.median(r["no_plot_cpu"] for r in rows),
         "median_isr_cpu_s": statistics.median(r["isr_cpu"] for r in rows),
         "median_examine_with_png_wall_s": statistics.median(r["plot_wall"] for r in rows),
-        "median_examine_with_png_cpu_s": statistics.median(r["plot_cpu"] for r in rows),
+        "median_examine_with_png_cpu_s": cpu,
+        "first_examine_with_png_cpu_s": rows[0]["plot_first_cpu"],
         "median_read_wall_s": statistics.median(r["read_wall"] for r in rows),
         "median_read_cpu_s": statistics.median(r["read_cpu"] for r in rows),
         "median_ratio_cpu": statistics.median(r["ratio_cpu"] for r in rows),
+        "median_png_ratio_cpu": statistics.median(r["plot_ratio_cpu"] for r in rows),
         "median_ratio_wall": statistics.median(r["ratio_wall"] for r in rows),
         "cpu_target_s": SPECTRUM_CPU_TARGET,
         "cpu_target_met": cpu <= SPECTRUM_CPU_TARGET,
@@ -457,8 +468,8 @@ def main() -> None:
             if name == "spectrum":
                 title = (
                     f"spectrum_examiner per image ({kind}, scale {args.scale:g}; seconds are medians of {args.repeat} "
-                    "runs; exam = no PNG, ISR included; read = astropy reading every HDU, the reference; "
-                    "errors vs truth in %):"
+                    "runs; exam = no PNG, ISR included; +png = with its PNG, as in production; read = astropy "
+                    "reading every HDU, the reference; errors vs truth in %):"
                 )
             elif name == "continuum":
                 title = (
@@ -474,13 +485,15 @@ def main() -> None:
             if name == "spectrum":
                 t = summary[name]
                 print(
-                    f"spectrum_examiner, median of {t['images']} images: wall {t['median_examine_wall_s']:.3f} s, "
-                    f"CPU {t['median_examine_cpu_s']:.3f} s per image (ISR {t['median_isr_cpu_s']:.3f} s of it; "
-                    f"target <= {SPECTRUM_CPU_TARGET} s: {'met' if t['cpu_target_met'] else 'NOT met'}); "
-                    f"with PNG wall {t['median_examine_with_png_wall_s']:.3f} s, "
-                    f"CPU {t['median_examine_with_png_cpu_s']:.3f} s; "
+                    f"spectrum_examiner, median of {t['images']} images: with PNG (as in production) wall "
+                    f"{t['median_examine_with_png_wall_s']:.3f} s, CPU {t['median_examine_with_png_cpu_s']:.3f} s "
+                    f"per image (target <= {SPECTRUM_CPU_TARGET} s: {'met' if t['cpu_target_met'] else 'NOT met'}; "
+                    f"the first, which builds the figure: {t['first_examine_with_png_cpu_s']:.3f} s); "
+                    f"without PNG wall {t['median_examine_wall_s']:.3f} s, CPU {t['median_examine_cpu_s']:.3f} s "
+                    f"(ISR {t['median_isr_cpu_s']:.3f} s of it); "
                     f"reference read wall {t['median_read_wall_s']:.3f} s, CPU {t['median_read_cpu_s']:.3f} s; "
-                    f"examiner/reference CPU x{t['median_ratio_cpu']:.1f}, wall x{t['median_ratio_wall']:.1f}"
+                    f"examiner/reference CPU x{t['median_ratio_cpu']:.1f} (with PNG "
+                    f"x{t['median_png_ratio_cpu']:.1f}), wall x{t['median_ratio_wall']:.1f}"
                 )
             elif name == "continuum":
                 t = summary[name]

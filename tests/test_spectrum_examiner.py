@@ -6,6 +6,7 @@ import json
 import math
 import pathlib
 import re
+import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -13,8 +14,10 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 from astropy.io import fits
+from PIL import Image
 
 from fits_factory import write_raw
+from lsst.ts.rapidanalysis.pipelines import spectrum_plot
 from lsst.ts.rapidanalysis.pipelines.base import JobAborted, PipelineContext, PipelineError, PipelineResult
 from lsst.ts.rapidanalysis.pipelines.fits_input import open_fits
 from lsst.ts.rapidanalysis.pipelines.spectrum_examiner import (
@@ -149,6 +152,13 @@ def test_telemetry_matches_the_xml(full_frame) -> None:
             assert sample.fields[name] == result.metrics[name]
 
 
+def png_pixels(result: PipelineResult) -> np.ndarray:
+    """The RGB pixels of a result's one PNG."""
+    (product,) = result.products
+    with Image.open(product.path) as png:
+        return np.asarray(png.convert("RGB"))
+
+
 def test_png_product(full_frame) -> None:
     _, result = full_frame
     (product,) = result.products
@@ -156,6 +166,52 @@ def test_png_product(full_frame) -> None:
     assert png.name == "spectrum_examiner_AT_O_20251115_000100.png"
     assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 20_000
     assert product.mime_type == "image/png" and "AT_O_20251115_000100" in product.description
+    pixels = png_pixels(result)
+    assert pixels.shape == (1000, 1000, 3)  # 10 x 10 inches at 100 dpi
+    grey = pixels.mean(axis=2)
+    assert 0.4 < np.mean(grey == 255) < 0.9  # a white page, with panels
+    # The text box (the bottom right quarter) has text: black pixels.
+    assert np.count_nonzero(grey[780:, 560:] < 64) > 1000
+
+
+def test_figure_reused_draws_as_a_new_one(
+    small_raw: pathlib.Path, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The figure is kept from image to image in a thread: each PNG is, pixel for pixel, the one a
+    new figure draws, whatever was drawn before; a plot that fails discards the figure."""
+    faint = simulate_small(tmp_path, 700, seed=5, zeroth_order_rate=2.0e4, continuum_rate=3.0)
+    off = simulate_small(tmp_path, 701, seed=1, zeroth_order_y=960.0)  # the extraction box is off the detector
+    paths = (small_raw, faint.path, off.path)
+
+    def new_figure(path: pathlib.Path) -> np.ndarray:
+        drawn: dict[str, np.ndarray] = {}
+        # A new thread has no figure yet.
+        thread = threading.Thread(
+            target=lambda: drawn.update(png=png_pixels(run(path, tmp_path / "new", box=SMALL_BOX)[0]))
+        )
+        thread.start()
+        thread.join()
+        return drawn["png"]
+
+    expected = {path: new_figure(path) for path in paths}
+    for path in (*paths, small_raw, off.path, faint.path, small_raw):
+        result, _ = run(path, tmp_path, box=SMALL_BOX)
+        if path == faint.path:
+            assert math.isnan(result.metrics["fwhmMedian"])  # panels without data
+        if path == off.path:
+            assert any("off the detector" in flag for flag in result.summary["flags"])
+        np.testing.assert_array_equal(png_pixels(result), expected[path], err_msg=path.name)
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("the histogram failed")
+
+    monkeypatch.setattr(spectrum_plot, "_histogram", broken)
+    with pytest.raises(RuntimeError, match="the histogram failed"):
+        run(small_raw, tmp_path, box=SMALL_BOX)
+    assert getattr(spectrum_plot._cache, "figure", None) is None
+    monkeypatch.undo()
+    result, _ = run(small_raw, tmp_path, box=SMALL_BOX)
+    np.testing.assert_array_equal(png_pixels(result), expected[small_raw])
 
 
 @pytest.mark.parametrize(
