@@ -14,6 +14,7 @@ from lsst.ts.rapidanalysis.sim.raw_writer import simulate_detector
 from lsst.ts.rapidanalysis.sim.spectrum import SpectrumConfig, simulate_dispersed
 from lsst.ts.rapidanalysis.sim.truth import read_truth
 from test_csc import STD_TIMEOUT, RapidAnalysisTestMixin
+from test_spectrum_examiner import CR_SCENE, simulate_small
 
 BOX = {"box": {"offset": 100, "length": 1000, "half_width": 60, "background_width": 20}}
 
@@ -52,3 +53,43 @@ class SpectrumCscTestCase(RapidAnalysisTestMixin, BaseCscTestCase, unittest.Isol
             skipped = await self.next_job_result(json.loads(ack.result)["jobId"], timeout=60)
             assert skipped.success and json.loads(skipped.result)["skipped"], skipped.result
             assert self.remote.tel_spectrumMetrics.nqueued == 0
+
+    async def test_starless_dispersed_image_fails_saying_why(self) -> None:
+        """A dispersed image with cosmic rays and no star: one jobResult, failed with exit code 2 and
+        the reason (no zeroth-order star: the candidates are cosmic rays), and no spectrumMetrics."""
+        starless = await asyncio.to_thread(
+            simulate_small,
+            self.root / "raw",
+            62,
+            exp_time=30.0,
+            # Its brightest round candidate is a cosmic ray 0.34 x 3.57 px across (FWHMs), which
+            # min_star_fwhm (3 px) and max_elongation (5) reject; with 0.05 and 1e6 it is the "star".
+            seed=7,
+            scene=CR_SCENE,
+            zeroth_order_rate=0.0,
+            continuum_rate=0.0,
+        )
+        assert starless.truth["spectrum"]["zeroth_order"]["flux_e"] == 0
+        assert len(starless.truth["cosmic_rays"]["x0"]) >= 15
+        # A good dispersed image examined next: its sample is the first spectrumMetrics the remote sees.
+        good = await asyncio.to_thread(simulate_small, self.root / "raw", 63, seed=9)
+        async with self.enabled_csc(warm=True):
+            job_id = await self.process(
+                "spectrum_examiner", data_id={"obsid": starless.truth["obsid"]}, config=BOX, timeout=STD_TIMEOUT
+            )
+            result = await self.next_job_result(job_id, timeout=60)
+            assert not result.success and result.exitCode == 2, result
+            report = result.errorReport
+            assert f"{starless.path.name}: no zeroth-order star found" in report, report
+            # Why: there were candidates, and none is a star (a cosmic ray is sharp).
+            assert "none is a star" in report and "narrower than a star (min_star_fwhm 3 px" in report, report
+            outcome = json.loads(result.result)
+            assert outcome["metrics"] == {} and outcome["products"] == [], result.result  # nor a PNG
+
+            good_id = await self.process("spectrum_examiner", data_id={"obsid": good.truth["obsid"]}, config=BOX)
+            assert (await self.next_job_result(good_id, timeout=60)).success  # and no second result for job_id
+            sample = await self.remote.tel_spectrumMetrics.next(flush=False, timeout=STD_TIMEOUT)
+            assert sample.imageName == good.truth["obsid"], sample
+            assert self.remote.tel_spectrumMetrics.nqueued == 0
+            lfo = await self.remote.evt_largeFileObjectAvailable.next(flush=False, timeout=STD_TIMEOUT)
+            assert lfo.id == good_id and self.remote.evt_largeFileObjectAvailable.nqueued == 0, lfo
