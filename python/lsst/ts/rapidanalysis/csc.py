@@ -163,6 +163,7 @@ class RapidAnalysisCsc(ConfigurableCsc):
         self._status_task: asyncio.Task | None = None
         self._sync_busy_job: str | None = None
         self._pool_event_key: tuple | None = None
+        self._processing_lock = asyncio.Lock()
         super().__init__(
             "RapidAnalysis",
             index=int(index),
@@ -295,6 +296,20 @@ class RapidAnalysisCsc(ConfigurableCsc):
             self.dispatcher = None
 
     async def _start_processing(self) -> None:
+        """Open the database, start the pool, end what an earlier process left, start taking jobs.
+
+        Never at the same time as `_stop_processing`: a stop that is still closing the pool of a
+        fault would otherwise close the pool and the database that a quick standby/start opened.
+        """
+        async with self._processing_lock:
+            await self._start_processing_unlocked()
+
+    async def _stop_processing(self, reason: str) -> None:
+        """Stop taking jobs (aborting what is queued and running), stop the pool, close the database."""
+        async with self._processing_lock:
+            await self._stop_processing_unlocked(reason)
+
+    async def _start_processing_unlocked(self) -> None:
         assert self.config is not None
         config = self.config
         try:
@@ -340,7 +355,7 @@ class RapidAnalysisCsc(ConfigurableCsc):
         self._pool_event_key = None
         self._status_task = asyncio.create_task(self._status_loop())
 
-    async def _stop_processing(self, reason: str) -> None:
+    async def _stop_processing_unlocked(self, reason: str) -> None:
         if self._status_task is not None:
             self._status_task.cancel()
             self._status_task = None
