@@ -60,6 +60,9 @@ class CscConfigTestCase(RapidAnalysisTestMixin, BaseCscTestCase, unittest.Isolat
             await self.start_fails(
                 "invalid_autonomous_file_root.yaml", "autonomous.file_root", "$RA_TEST_UNDEFINED_VARIABLE is not set"
             )
+            await self.start_fails(
+                "invalid_min_workers.yaml", "min_workers=3 is more than the local pool's n_workers=2"
+            )
             await self.start_fails("no_such_override.yaml", "no_such_override.yaml not found")
             await self.start_fails("../RapidAnalysis/synchronous.yaml", "must be a file name")
             # The variable every path of the test configuration uses.

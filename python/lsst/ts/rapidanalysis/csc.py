@@ -56,6 +56,8 @@ __all__ = ["RapidAnalysisCsc", "ErrorCode", "CONFIG_SCHEMA", "default_config_pat
 _CONFIG_DIR = pathlib.Path(__file__).parent / "config"
 CONFIG_SCHEMA: dict = yaml.safe_load((_CONFIG_DIR / "schema" / "RapidAnalysis.yaml").read_text())
 _UNEXPANDED_RE = re.compile(r"\$\{?[A-Za-z_][A-Za-z0-9_]*")
+#: Settings that may be left out of a configuration: their default is the schema's ``default``.
+_SCHEMA_DEFAULTED = ("min_workers", "worker_restart_timeout")
 # How long processData may take to be queued in asynchronous mode (scripts use ~5 s timeouts).
 _QUEUE_ACK_TIMEOUT = 5.0
 
@@ -71,6 +73,7 @@ class ErrorCode(enum.IntEnum):
     POOL_LOST = 1
     POOL_START_FAILED = 2
     DATABASE_FAILED = 3
+    POOL_TOO_SMALL = 4  # fewer than min_workers workers for worker_restart_timeout
 
 
 def _expand(text: str, what: str) -> str:
@@ -163,6 +166,7 @@ class RapidAnalysisCsc(ConfigurableCsc):
         self._status_task: asyncio.Task | None = None
         self._sync_busy_job: str | None = None
         self._pool_event_key: tuple | None = None
+        self._fault_tasks: set[asyncio.Task] = set()
         self._processing_lock = asyncio.Lock()
         super().__init__(
             "RapidAnalysis",
@@ -209,8 +213,21 @@ class RapidAnalysisCsc(ConfigurableCsc):
         if not database_url:
             database_url = f"sqlite:///{config.output_root / 'results.sqlite3'}"
         config.database_url = database_url
+        self._configure_pool(config)
         self._configure_autonomous(config)
         self.config = config
+
+    @staticmethod
+    def _configure_pool(config: types.SimpleNamespace) -> None:
+        """Fill in the pool's watch settings from the schema's defaults; check the floor against the pool."""
+        for key in _SCHEMA_DEFAULTED:
+            if not hasattr(config, key):
+                setattr(config, key, CONFIG_SCHEMA["properties"][key]["default"])
+        if not config.scheduler_address and config.min_workers > config.n_workers:
+            raise ExpectedError(
+                f"min_workers={config.min_workers} is more than the local pool's n_workers={config.n_workers}: "
+                "the pool could never reach it, and the CSC would go to FAULT; allowed: 0 (no floor) to n_workers"
+            )
 
     def _configure_autonomous(self, config: types.SimpleNamespace) -> None:
         """Check the autonomous settings' pipelines and expand ``file_root`` (into ``config.file_root``)."""
@@ -325,6 +342,9 @@ class RapidAnalysisCsc(ConfigurableCsc):
             threads_per_worker=config.threads_per_worker,
             memory_limit=config.worker_memory_limit,
             on_lost=self._pool_lost,
+            min_workers=config.min_workers,
+            restart_timeout=config.worker_restart_timeout,
+            on_too_small=self._pool_too_small,
             log=self.log,
         )
         try:
@@ -452,7 +472,16 @@ class RapidAnalysisCsc(ConfigurableCsc):
         )
 
     async def _pool_lost(self, reason: str) -> None:
-        asyncio.create_task(self.fault(code=ErrorCode.POOL_LOST, report=reason))
+        self._fault_soon(ErrorCode.POOL_LOST, reason)
+
+    async def _pool_too_small(self, reason: str) -> None:
+        self._fault_soon(ErrorCode.POOL_TOO_SMALL, reason)
+
+    def _fault_soon(self, code: ErrorCode, reason: str) -> None:
+        """Go to FAULT in a task of its own (the caller is part of what the fault stops)."""
+        task = asyncio.create_task(self.fault(code=code, report=reason))
+        self._fault_tasks.add(task)
+        task.add_done_callback(self._fault_tasks.discard)
 
     async def close_tasks(self) -> None:
         """Stop processing, then the base class's tasks."""
