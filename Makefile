@@ -40,6 +40,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/dispatch.py
 	$(BIN)/python bench/autonomous_latency.py
 	$(BIN)/python bench/results_writer.py
+	$(BIN)/python bench/command_burst.py
+	$(BIN)/python bench/cli_startup.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info python/*.egg-info

@@ -116,3 +116,10 @@ def test_builtin_table_agrees_with_the_classes() -> None:
                 raise AssertionError
 
         registry.add(Impostor)
+
+
+def test_unknown_long_name_is_shortened_and_still_lists_the_known_ones() -> None:
+    with pytest.raises(ValueError) as error:
+        PipelineRegistry().get("x" * 100_000)
+    message = str(error.value)
+    assert len(message) < 500 and "(100000 characters)" in message and "image_stats" in message

@@ -78,7 +78,8 @@ class PipelineRegistry:
             return self._pipelines[name]
         if name in self._builtin:
             return self._load_builtin(name)
-        raise ValueError(f"Unknown pipeline {name!r}; known pipelines: {', '.join(self.names)}")
+        shown = repr(name) if len(name) <= 80 else f"{name[:60]!r}… ({len(name)} characters)"
+        raise ValueError(f"Unknown pipeline {shown}; known pipelines: {', '.join(self.names)}")
 
     def _load_builtin(self, name: str) -> type[Pipeline]:
         module, cls = self._builtin[name]
