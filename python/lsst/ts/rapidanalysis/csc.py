@@ -6,11 +6,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
-import functools
-import hashlib
 import json
 import logging
-import math
 import os
 import pathlib
 import re
@@ -47,7 +44,7 @@ from .pipelines.fits_input import read_primary_header
 from .pipelines.mount_torque import read_exposure_window
 from .pipelines.registry import PipelineRegistry
 from .results.database import ResultsDatabase
-from .results.publication import PublishError, write_sample
+from .results.publication import JobPublisher, finite_or_zero
 from .results.writer import ResultsWriter
 from .sal import ConfigurableCsc, ExpectedError, SalRetCode, State, current_tai
 
@@ -83,34 +80,6 @@ def _expand(text: str, what: str) -> str:
     if leftover:
         raise ExpectedError(f"{what}: environment variable {leftover.group(0)} is not set (value {text!r})")
     return expanded
-
-
-#: A product file of a job: (the pipeline's product entry, its path, its size, its md5).
-_ProductFile = tuple[dict, pathlib.Path, int, str]
-
-
-def _call(method: str, database: ResultsDatabase, **kwargs: Any) -> Any:
-    """``database.<method>(**kwargs)``: one write for the results writer's thread."""
-    return getattr(database, method)(**kwargs)
-
-
-def _failed_future(error: BaseException) -> asyncio.Future:
-    future = asyncio.get_running_loop().create_future()
-    future.set_exception(error)
-    return future
-
-
-def _is_int32(value: Any) -> bool:
-    return isinstance(value, int) and -(2**31) <= value < 2**31
-
-
-def _finite(value: Any) -> float:
-    """A float for a time field: the value if it is a finite number, else 0."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return 0.0
-    return number if math.isfinite(number) else 0.0
 
 
 class RapidAnalysisCsc(ConfigurableCsc):
@@ -180,6 +149,7 @@ class RapidAnalysisCsc(ConfigurableCsc):
         )
         # Validation is quick; each request acks on its own (synchronous mode rejects extras).
         self.cmd_processData.allow_multiple_callbacks = True
+        self.publisher = JobPublisher(self, job_row=self._job_row, product_url=self._product_url, log=self.log)
 
     @staticmethod
     def get_config_pkg() -> str:
@@ -446,11 +416,11 @@ class RapidAnalysisCsc(ConfigurableCsc):
             detectors=tuple(detectors) if isinstance(detectors, list) else None,
         )
         try:
-            trigger = Trigger(row.get("trigger"))
+            trigger = Trigger(str(row.get("trigger")))
         except ValueError:
             trigger = Trigger.COMMAND
         state = text(row.get("state")) or "queued"
-        start_time = _finite(row.get("start_time"))
+        start_time = finite_or_zero(row.get("start_time"))
         since = f" since {time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(start_time))} TAI" if start_time else ""
         config = row.get("config")
         return Job(
@@ -460,7 +430,7 @@ class RapidAnalysisCsc(ConfigurableCsc):
             config=config if isinstance(config, dict) else {},
             trigger=trigger,
             time_limit=0.0,
-            submit_time=_finite(row.get("submit_time")),
+            submit_time=finite_or_zero(row.get("submit_time")),
             state=JobState.FAILED,
             start_time=start_time,
             end_time=now,
@@ -981,36 +951,8 @@ class RapidAnalysisCsc(ConfigurableCsc):
         self._db_write("record_job", job_id=job.job_id, state=job.state.value, start_time=job.start_time)
 
     async def _publish_job(self, job: Job) -> None:
-        """Everything a finished job produces: database rows, products, telemetry, then its jobResult.
-
-        Each part stands alone. Whatever one of them raises is logged and reported in the job's
-        result (``publication`` in jobResult.result and in its database row: what was not
-        published as it was, and why) and the others go on; a string too long for its field is
-        shortened, saying so. The jobResult is written whatever happened before it.
-        """
-        problems: list[str] = []
-        result = job.outcome.get("result") if isinstance(job.outcome, dict) else None
-        result = result if isinstance(result, dict) else {}
-        image_name = result.get("image_name") or job.image_name
-        if not isinstance(image_name, str):
-            image_name = job.image_name
-        products = await self._read_products(job, result, problems)
-        recorded = await self._record_job_end(job, image_name, result, products, problems)
-        self._announce_products(job, products, problems)
-        self._write_telemetry(job, result, problems)
-        if problems:
-            job.publication = problems
-            self.log.warning(
-                "Job %s %s: not everything was published as it was: %s", job.job_id, job.pipeline, "; ".join(problems)
-            )
-            if recorded and self.results is not None:  # the row says what the jobResult says
-                try:
-                    await self.results.write(
-                        functools.partial(_call, "record_job", job_id=job.job_id, result=job.result_json())
-                    )
-                except Exception as e:
-                    self.log.error("Job %s: could not record what was not published: %r", job.job_id, e)
-        self._write_job_result(job, image_name)
+        """Everything a finished job produces (`JobPublisher`), then tell the gatherer and the dispatcher."""
+        await self.publisher.publish(job, self.results)
         # One log line per failed job; successes are in jobResult (LOVE need not see 189 per visit).
         level = logging.DEBUG if job.state == JobState.SUCCEEDED else logging.WARNING
         self.log.log(level, "Job %s %s %s: %s", job.job_id, job.pipeline, job.state.value, job.error_report or "ok")
@@ -1021,180 +963,6 @@ class RapidAnalysisCsc(ConfigurableCsc):
                 follower.job_done(job)
             except Exception:
                 self.log.exception("%s could not take the end of job %s", type(follower).__name__, job.job_id)
-
-    async def _read_products(self, job: Job, result: dict, problems: list[str]) -> list[_ProductFile]:
-        """The job's product files that can be read: (product, path, size, md5); others are problems."""
-
-        def size_and_checksum(path: pathlib.Path) -> tuple[int, str]:
-            digest = hashlib.md5()
-            size = 0
-            with path.open("rb") as f:
-                while chunk := f.read(1 << 20):
-                    digest.update(chunk)
-                    size += len(chunk)
-            return size, digest.hexdigest()
-
-        loop = asyncio.get_running_loop()
-        products = []
-        for product in result.get("products") or []:
-            if not isinstance(product, dict) or not isinstance(product.get("path"), str):
-                problems.append(f"product {product!r:.120} not published: it has no path")
-                continue
-            path = pathlib.Path(product["path"])
-            try:
-                size, checksum = await loop.run_in_executor(None, size_and_checksum, path)
-            except OSError as e:
-                problems.append(f"product {path.name} not published: unreadable ({e})")
-                continue
-            products.append((product, path, size, checksum))
-        return products
-
-    async def _record_job_end(
-        self,
-        job: Job,
-        image_name: str,
-        result: dict,
-        products: list[_ProductFile],
-        problems: list[str],
-    ) -> bool:
-        """The job's final row, its metrics and its products, as separate writes; True if the row was written.
-
-        Separate, so that metrics or a product the database refuses do not take the job's row
-        (and its final state) with them; the writer still runs them in one transaction.
-        """
-        if self.results is None:
-            problems.append("results database: not recorded (the database is not open)")
-            return False
-        writes: list[tuple[str, Callable[[ResultsDatabase], Any]]] = [
-            ("the job's row", functools.partial(_call, "record_job", **self._job_row(job, image_name)))
-        ]
-        if result:
-            writes.append(
-                (
-                    "its metrics",
-                    functools.partial(
-                        _call,
-                        "record_metrics",
-                        job_id=job.job_id,
-                        image_name=image_name,
-                        metrics=result.get("metrics") or {},
-                        detector_metrics=result.get("detector_metrics") or [],
-                    ),
-                )
-            )
-        for product, path, size, checksum in products:
-            writes.append(
-                (
-                    f"product {path.name}",
-                    functools.partial(
-                        _call,
-                        "record_product",
-                        job_id=job.job_id,
-                        image_name=image_name,
-                        path=str(path),
-                        url=self._product_url(path),
-                        mime_type=str(product.get("mime_type", "")),
-                        byte_size=size,
-                        checksum=checksum,
-                        description=str(product.get("description", "")),
-                    ),
-                )
-            )
-        futures = []
-        for _, write in writes:
-            try:
-                futures.append(self.results.write(write))
-            except Exception as e:
-                futures.append(_failed_future(e))
-        outcomes = await asyncio.gather(*futures, return_exceptions=True)
-        for (what, _), outcome in zip(writes, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                problems.append(f"results database: {what} not recorded ({type(outcome).__name__}: {outcome})")
-        return not isinstance(outcomes[0], BaseException)
-
-    def _announce_products(self, job: Job, products: list[_ProductFile], problems: list[str]) -> None:
-        """largeFileObjectAvailable for each product; a URL too long for its field is shortened, saying so."""
-        for product, path, size, checksum in products:
-            fields = dict(
-                url=self._product_url(path),
-                generator=f"RapidAnalysis:{self.salinfo.index}",
-                version=1.0,
-                byteSize=size,
-                checkSum=checksum,
-                mimeType=str(product.get("mime_type", "")),
-                id=job.job_id,
-            )
-            try:
-                notes = write_sample(self.evt_largeFileObjectAvailable, fields, what="largeFileObjectAvailable")
-            except PublishError as e:
-                problems.append(f"product {path.name} not announced: {e}")
-                continue
-            problems.extend(f"product {path.name}: {note} (the results database has it whole)" for note in notes)
-
-    def _write_telemetry(self, job: Job, result: dict, problems: list[str]) -> None:
-        """The telemetry samples the pipeline returned; each bad one is rejected alone."""
-        own = ("poolStatus",)
-        allowed = [name for name in self.salinfo.telemetry_names if name not in own]
-        for sample in result.get("telemetry") or []:
-            name = sample.get("topic") if isinstance(sample, dict) else None
-            if name in own:
-                problems.append(
-                    f"telemetry {name} rejected: it is the CSC's own topic; pipelines may write {', '.join(allowed)}"
-                )
-                continue
-            if name not in allowed:
-                problems.append(f"asked to publish unknown telemetry topic {name!r}; known: {', '.join(allowed)}")
-                continue
-            try:
-                problems.extend(
-                    write_sample(
-                        getattr(self, f"tel_{name}"), sample.get("fields"), force_output=None, what=f"telemetry {name}"
-                    )
-                )
-            except PublishError as e:
-                problems.append(str(e))
-
-    def _write_job_result(self, job: Job, image_name: str) -> None:
-        """The job's one jobResult; if it cannot be written in full, a plain one saying why."""
-        fields = dict(
-            jobId=job.job_id,
-            pipeline=job.pipeline,
-            dataId=job.data_id.to_json(),
-            imageName=image_name,
-            trigger=job.trigger.value,
-            success=job.state == JobState.SUCCEEDED,
-            exitCode=job.exit_code,
-            errorReport=job.error_report,
-            startTime=job.start_time,
-            endTime=job.end_time,
-            duration=job.duration,
-            result=job.result_json(),
-        )
-        try:
-            notes = write_sample(self.evt_jobResult, fields, what="jobResult")
-        except PublishError as e:
-            self.log.error("Job %s: %s; writing a plain jobResult instead", job.job_id, e)
-            plain = dict(
-                jobId=str(job.job_id),
-                pipeline=str(job.pipeline),
-                dataId=str(fields["dataId"]),
-                imageName=str(image_name),
-                trigger=str(job.trigger),
-                success=bool(fields["success"]),
-                exitCode=job.exit_code if _is_int32(job.exit_code) else int(ExitCode.CRASHED),
-                errorReport=f"{job.error_report} [jobResult could not be written in full: {e}]".lstrip(),
-                startTime=_finite(job.start_time),
-                endTime=_finite(job.end_time),
-                duration=_finite(job.duration),
-                result=json.dumps({"publication": [*job.publication, str(e)]}),
-            )
-            try:
-                write_sample(self.evt_jobResult, plain, what="jobResult")
-            except PublishError as e2:
-                self.log.critical("Job %s ended (%s) but no jobResult could be written: %s", job.job_id, job.state, e2)
-            return
-        if notes:
-            self.log.warning("Job %s: %s", job.job_id, "; ".join(notes))
 
     async def _gather(self, visit: VisitGather, partial: bool, regather: bool) -> None:
         """Announce the gather (visitGathered) and queue the gather pipeline on what has landed."""

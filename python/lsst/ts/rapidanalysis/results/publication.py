@@ -1,9 +1,14 @@
-"""Writing a job's results to SAL topics so that nothing a write raises can lose anything else.
+"""Publishing a finished job so that nothing a part of it raises can lose anything else.
 
-A finished job is published in parts (database rows, product announcements, telemetry samples,
-then its one ``jobResult``), and each part must fail alone: a URL longer than its topic's field, a
+`JobPublisher` publishes a job in parts: its database rows (the job's row, its metrics, each
+product, as separate writes), its product files (``largeFileObjectAvailable``), its telemetry
+samples, then its one ``jobResult``. Each part fails alone: a URL longer than its topic's field, a
 pipeline's telemetry sample with a field of the wrong type or a name the topic does not have, a
-string Cyclone DDS cannot encode. `write_sample` is how every part writes a topic:
+string Cyclone DDS cannot encode, a row the database refuses. What was not published as it was is
+logged and listed, one sentence each, in ``jobResult.result["publication"]`` and the job's row;
+the jobResult is written whatever happened before it.
+
+`write_sample` is how every part writes a topic:
 
 - a string longer than its field is shortened, ending in ``…(truncated, N bytes)``, never dropped
   (field sizes come from the interface XML, through the topic's metadata);
@@ -20,12 +25,29 @@ published as it was and why; the CSC puts them in the log and in the job's ``job
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import functools
+import hashlib
+import json
+import logging
 import math
-from collections.abc import Mapping
-from typing import Any
+import pathlib
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["PublishError", "TRUNCATION_NOTE", "fit_text", "write_sample"]
+if TYPE_CHECKING:
+    from ..dispatch.jobs import Job
+    from .database import ResultsDatabase
+    from .writer import ResultsWriter
+
+__all__ = ["JobPublisher", "PublishError", "TRUNCATION_NOTE", "finite_or_zero", "fit_text", "write_sample"]
+
+#: Telemetry topics of the CSC itself, which pipelines may not write.
+CSC_TELEMETRY = ("poolStatus",)
+
+#: A product file of a job: (the pipeline's product entry, its path, its size, its md5).
+_ProductFile = tuple[dict, pathlib.Path, int, str]
 
 #: What a shortened string ends with; ``{n}`` is the original length in bytes (UTF-8).
 TRUNCATION_NOTE = "…(truncated, {n} bytes)"
@@ -141,3 +163,253 @@ def write_sample(
             topic.data = topic.DataType()
         raise PublishError(f"{what} rejected: {type(e).__name__}: {e}") from e
     return notes
+
+
+def finite_or_zero(value: Any) -> float:
+    """A float for a time field: ``value`` if it is a finite number, else 0."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return number if math.isfinite(number) else 0.0
+
+
+def _is_int32(value: Any) -> bool:
+    return isinstance(value, int) and -(2**31) <= value < 2**31
+
+
+def _call(method: str, database: ResultsDatabase, **kwargs: Any) -> Any:
+    """``database.<method>(**kwargs)``: one write for the results writer's thread."""
+    return getattr(database, method)(**kwargs)
+
+
+def _size_and_checksum(path: pathlib.Path) -> tuple[int, str]:
+    digest = hashlib.md5()
+    size = 0
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+class JobPublisher:
+    """Publish finished jobs of a RapidAnalysis CSC, each part on its own.
+
+    Parameters
+    ----------
+    controller : `Controller`
+        The CSC: its ``evt_jobResult``, ``evt_largeFileObjectAvailable`` and ``tel_*`` topics.
+    job_row : callable
+        ``job_row(job, image_name)`` → the job's results-database row (`ResultsDatabase.record_job`).
+    product_url : callable
+        ``product_url(path)`` → the URL others get a product file by.
+    log : `logging.Logger`
+        Logger.
+    """
+
+    def __init__(
+        self,
+        controller: Any,
+        *,
+        job_row: Callable[[Job, str], dict[str, Any]],
+        product_url: Callable[[pathlib.Path], str],
+        log: logging.Logger,
+    ) -> None:
+        self.controller = controller
+        self.job_row = job_row
+        self.product_url = product_url
+        self.log = log
+
+    async def publish(self, job: Job, results: ResultsWriter | None) -> None:
+        """Database rows, products, telemetry, then the jobResult; never raises for any of them.
+
+        Parameters
+        ----------
+        job : `Job`
+            A job that has ended; its ``publication`` gets what could not be published as it was.
+        results : `ResultsWriter` or None
+            The results database (None: not open, which is reported).
+        """
+        problems: list[str] = []
+        result = job.outcome.get("result") if isinstance(job.outcome, dict) else None
+        result = result if isinstance(result, dict) else {}
+        image_name = result.get("image_name") or job.image_name
+        if not isinstance(image_name, str):
+            image_name = job.image_name
+        products = await self._read_products(result, problems)
+        recorded = await self._record(job, results, image_name, result, products, problems)
+        self._announce_products(job, products, problems)
+        self._write_telemetry(result, problems)
+        if problems:
+            job.publication = problems
+            self.log.warning(
+                "Job %s %s: not everything was published as it was: %s", job.job_id, job.pipeline, "; ".join(problems)
+            )
+            if recorded and results is not None:  # the row says what the jobResult says
+                try:
+                    await results.write(
+                        functools.partial(_call, "record_job", job_id=job.job_id, result=job.result_json())
+                    )
+                except Exception as e:
+                    self.log.error("Job %s: could not record what was not published: %r", job.job_id, e)
+        self._write_job_result(job, image_name)
+
+    async def _read_products(self, result: dict, problems: list[str]) -> list[_ProductFile]:
+        """The job's product files that can be read: (product, path, size, md5); others are problems."""
+        loop = asyncio.get_running_loop()
+        products = []
+        for product in result.get("products") or []:
+            if not isinstance(product, dict) or not isinstance(product.get("path"), str):
+                problems.append(f"product {product!r:.120} not published: it has no path")
+                continue
+            path = pathlib.Path(product["path"])
+            try:
+                size, checksum = await loop.run_in_executor(None, _size_and_checksum, path)
+            except OSError as e:
+                problems.append(f"product {path.name} not published: unreadable ({e})")
+                continue
+            products.append((product, path, size, checksum))
+        return products
+
+    async def _record(
+        self,
+        job: Job,
+        results: ResultsWriter | None,
+        image_name: str,
+        result: dict,
+        products: list[_ProductFile],
+        problems: list[str],
+    ) -> bool:
+        """The job's final row, its metrics and its products, as separate writes; True if the row was written.
+
+        Separate, so that metrics or a product the database refuses do not take the job's row
+        (and its final state) with them; the writer still runs them in one transaction.
+        """
+        if results is None:
+            problems.append("results database: not recorded (the database is not open)")
+            return False
+        writes: list[tuple[str, Callable[[ResultsDatabase], Any]]] = [
+            ("the job's row", functools.partial(_call, "record_job", **self.job_row(job, image_name)))
+        ]
+        if result:
+            metrics = functools.partial(
+                _call,
+                "record_metrics",
+                job_id=job.job_id,
+                image_name=image_name,
+                metrics=result.get("metrics") or {},
+                detector_metrics=result.get("detector_metrics") or [],
+            )
+            writes.append(("its metrics", metrics))
+        for product, path, size, checksum in products:
+            row = functools.partial(
+                _call,
+                "record_product",
+                job_id=job.job_id,
+                image_name=image_name,
+                path=str(path),
+                url=self.product_url(path),
+                mime_type=str(product.get("mime_type", "")),
+                byte_size=size,
+                checksum=checksum,
+                description=str(product.get("description", "")),
+            )
+            writes.append((f"product {path.name}", row))
+        futures: list[asyncio.Future] = []
+        for _, write in writes:
+            try:
+                futures.append(results.write(write))
+            except Exception as e:  # the writer is closed
+                failed = asyncio.get_running_loop().create_future()
+                failed.set_exception(e)
+                futures.append(failed)
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        for (what, _), outcome in zip(writes, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                problems.append(f"results database: {what} not recorded ({type(outcome).__name__}: {outcome})")
+        return not isinstance(outcomes[0], BaseException)
+
+    def _announce_products(self, job: Job, products: list[_ProductFile], problems: list[str]) -> None:
+        """largeFileObjectAvailable for each product; a URL too long for its field is shortened, saying so."""
+        topic = self.controller.evt_largeFileObjectAvailable
+        for product, path, size, checksum in products:
+            fields = dict(
+                url=self.product_url(path),
+                generator=f"{self.controller.salinfo.name}:{self.controller.salinfo.index}",
+                version=1.0,
+                byteSize=size,
+                checkSum=checksum,
+                mimeType=str(product.get("mime_type", "")),
+                id=job.job_id,
+            )
+            try:
+                notes = write_sample(topic, fields, what="largeFileObjectAvailable")
+            except PublishError as e:
+                problems.append(f"product {path.name} not announced: {e}")
+                continue
+            problems.extend(f"product {path.name}: {note} (the results database has it whole)" for note in notes)
+
+    def _write_telemetry(self, result: dict, problems: list[str]) -> None:
+        """The telemetry samples the pipeline returned; each bad one is rejected alone."""
+        allowed = [name for name in self.controller.salinfo.telemetry_names if name not in CSC_TELEMETRY]
+        for sample in result.get("telemetry") or []:
+            name = sample.get("topic") if isinstance(sample, dict) else None
+            if name in CSC_TELEMETRY:
+                problems.append(
+                    f"telemetry {name} rejected: it is the CSC's own topic; pipelines may write {', '.join(allowed)}"
+                )
+                continue
+            if name not in allowed:
+                problems.append(f"asked to publish unknown telemetry topic {name!r}; known: {', '.join(allowed)}")
+                continue
+            topic = getattr(self.controller, f"tel_{name}")
+            try:
+                problems.extend(write_sample(topic, sample.get("fields"), force_output=None, what=f"telemetry {name}"))
+            except PublishError as e:
+                problems.append(str(e))
+
+    def _write_job_result(self, job: Job, image_name: str) -> None:
+        """The job's one jobResult; if it cannot be written in full, a plain one saying why."""
+        from ..dispatch.jobs import ExitCode, JobState
+
+        topic = self.controller.evt_jobResult
+        fields = dict(
+            jobId=job.job_id,
+            pipeline=job.pipeline,
+            dataId=job.data_id.to_json(),
+            imageName=image_name,
+            trigger=job.trigger.value,
+            success=job.state == JobState.SUCCEEDED,
+            exitCode=job.exit_code,
+            errorReport=job.error_report,
+            startTime=job.start_time,
+            endTime=job.end_time,
+            duration=job.duration,
+            result=job.result_json(),
+        )
+        try:
+            notes = write_sample(topic, fields, what="jobResult")
+        except PublishError as e:
+            self.log.error("Job %s: %s; writing a plain jobResult instead", job.job_id, e)
+            plain = dict(
+                jobId=str(job.job_id),
+                pipeline=str(job.pipeline),
+                dataId=str(fields["dataId"]),
+                imageName=str(image_name),
+                trigger=str(job.trigger),
+                success=bool(fields["success"]),
+                exitCode=job.exit_code if _is_int32(job.exit_code) else int(ExitCode.CRASHED),
+                errorReport=f"{job.error_report} [jobResult could not be written in full: {e}]".lstrip(),
+                startTime=finite_or_zero(job.start_time),
+                endTime=finite_or_zero(job.end_time),
+                duration=finite_or_zero(job.duration),
+                result=json.dumps({"publication": [*job.publication, str(e)]}),
+            )
+            try:
+                write_sample(topic, plain, what="jobResult")
+            except PublishError as e2:
+                self.log.critical("Job %s ended (%s) but no jobResult could be written: %s", job.job_id, job.state, e2)
+            return
+        if notes:
+            self.log.warning("Job %s: %s", job.job_id, "; ".join(notes))
