@@ -1050,11 +1050,16 @@ class RapidAnalysisCsc(ConfigurableCsc):
             memoryUsed=info.memory_used_mb,
             cpuLoad=pool.cpu_load(),
         )
+        previous = self._pool_event_key
+        # A worker that died and came back between two looks: workerPool shows the dip too.
+        dipped = previous is not None and info.n_fewest < min(previous[0], info.n_workers)
         key = (info.n_workers, keeping_up, info.scheduler_address, info.dashboard_url)
-        if key != self._pool_event_key:
-            self._pool_event_key = key
+        counts = [info.n_fewest] if dipped else []
+        if dipped or key != previous:
+            counts.append(info.n_workers)
+        for n_workers in counts:
             self.evt_workerPool.set_write(
-                nWorkers=info.n_workers,
+                nWorkers=n_workers,
                 nBusy=jobs.n_running,
                 nQueued=jobs.n_queued,
                 keepingUp=keeping_up,
@@ -1063,6 +1068,7 @@ class RapidAnalysisCsc(ConfigurableCsc):
                 dashboardUrl=info.dashboard_url,
                 force_output=True,
             )
+        self._pool_event_key = key
 
 
 def run_rapid_analysis() -> None:

@@ -50,6 +50,9 @@ class PoolInfo:
     #: Workers the pool should have: a local pool's ``n_workers``; for an external cluster, the
     #: most it has had.
     n_expected: int = 0
+    #: The fewest workers the pool had since the refresh before: less than ``n_workers`` when a
+    #: worker died and came back between two refreshes.
+    n_fewest: int = 0
 
 
 class WorkerPool:
@@ -119,6 +122,7 @@ class WorkerPool:
         self._below_floor_since: float | None = None
         self._said_too_small = False
         self._last_replacement = 0.0
+        self._last_refresh = time.monotonic()
         self._replace_task: asyncio.Task | None = None
 
     @property
@@ -211,16 +215,23 @@ class WorkerPool:
         now = time.monotonic()
         n, expected = len(workers), self.info.n_expected
         previous, self._workers = self._workers, workers
+        last_refresh, self._last_refresh = self._last_refresh, now
+        # A worker that died and was restarted between two refreshes: the pool had only the workers
+        # that stayed, in between.
+        fewest = n if previous is None else min(n, len(previous.keys() & workers.keys()))
+        self.info.n_fewest = fewest
         if previous is not None:
             for address in sorted(previous.keys() - workers.keys()):
                 self._left.append(f"worker {previous[address]} ({address})")
                 self.log.warning(
-                    "Worker %s (%s) left the pool: %d of %d workers", previous[address], address, n, expected
+                    "Worker %s (%s) left the pool: %d of %d workers", previous[address], address, fewest, expected
                 )
             for address in sorted(workers.keys() - previous.keys()):
                 self.log.info(
                     "Worker %s (%s) joined the pool: %d of %d workers", workers[address], address, n, expected
                 )
+        if fewest < expected and self._short_since is None:
+            self._short_since = last_refresh if n >= expected else now
         if n >= expected:
             if self._short_since is not None:
                 self.log.info(
