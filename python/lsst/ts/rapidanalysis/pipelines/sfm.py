@@ -33,7 +33,7 @@ import numpy as np
 import pydantic
 from astropy.io import fits
 
-from ..sim.truth import write_atomic
+from ..atomic_file import write_atomic
 from .background import Background, estimate_background
 from .base import (
     Pipeline,

@@ -22,6 +22,7 @@ import asyncio
 import datetime
 import hashlib
 import inspect
+import io
 import math
 import os
 import pathlib
@@ -32,6 +33,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from .. import __version__
+from ..atomic_file import write_atomic
 from ..data.camera import CAMERA_COMPONENTS, Instrument, get_instrument
 from ..data.image_listener import split_colon_list
 from ..sal.base_csc import BaseCsc
@@ -255,9 +257,9 @@ def write_simple_fits(
     for key, value in header.items():
         hdu.header[key] = value
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    hdu.writeto(tmp, overwrite=True)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    hdu.writeto(buffer)
+    write_atomic(path, buffer.getbuffer())
     return path
 
 

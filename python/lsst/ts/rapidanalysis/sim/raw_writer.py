@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 
+from ..atomic_file import write_atomic
 from ..data.amp_geometry import DEFAULT_SATURATION, DetectorGeometry, get_geometry
 from ..data.camera import CAMERA_WRITES_INSTRUME, Detector, Instrument, get_instrument
 from ..data.camera_description import amp_electronics as described_electronics
@@ -50,7 +51,7 @@ from .focal_plane import (
 )
 from .refcat import reference_catalog, write_refcat
 from .scene import RenderedDetector, SceneConfig, image_class, pixel_response, render_detector
-from .truth import truth_path, write_atomic, write_truth
+from .truth import truth_path, write_truth
 
 __all__ = [
     "ADC_MAX",

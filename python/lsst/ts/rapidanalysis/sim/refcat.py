@@ -14,12 +14,15 @@ in whatever band the exposure uses (one magnitude per star).
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import pathlib
 from typing import Any
 
 import numpy as np
 from astropy.table import Table
+
+from ..atomic_file import write_atomic
 
 __all__ = ["StarField", "reference_catalog", "field_reference_catalog", "write_refcat", "angular_distance_deg"]
 
@@ -223,7 +226,7 @@ def write_refcat(table: Table, path: pathlib.Path | str) -> pathlib.Path:
     """Write a reference catalog as ECSV (atomically: a temporary name, then a rename)."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    table.write(tmp, format="ascii.ecsv", overwrite=True)
-    tmp.replace(path)
+    text = io.StringIO()
+    table.write(text, format="ascii.ecsv")
+    write_atomic(path, text.getvalue().encode())
     return path

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pydantic
 
+from ..atomic_file import write_atomic
 from ..data.amp_geometry import get_geometry
 from ..data.camera import get_instrument
 from .focal_plane import Pointing, detector_wcs, get_optics, zenith_pointing
@@ -54,7 +55,7 @@ from .scene import (
     _photon_noise,
     _render_stamps,
 )
-from .truth import truth_path, write_atomic, write_truth
+from .truth import truth_path, write_truth
 
 __all__ = ["SpectrumConfig", "render_dispersed", "simulate_dispersed", "spectrum_profile"]
 

@@ -26,7 +26,6 @@ import argparse
 import concurrent.futures
 import dataclasses
 import json
-import os
 import pathlib
 import shutil
 import sys
@@ -39,6 +38,7 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 
+from ..atomic_file import write_atomic
 from ..data.amp_geometry import get_geometry
 from ..data.camera import Detector, Instrument, get_instrument
 from .focal_plane import Pointing, tai_iso, wcs_params, zenith_pointing
@@ -411,19 +411,9 @@ class StreamWriter:
         return path, len(primary) + len(template.data)
 
     def _write_atomic(self, path: pathlib.Path, chunks: list[bytes]) -> None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            for chunk in chunks:
-                view = memoryview(chunk)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
-            if self.fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        # The shared writer takes the header and the template's pixels as separate chunks, so the
+        # (tens of MB) pixel buffer is written as it is, never copied into one bytes object.
+        write_atomic(path, chunks, fsync=self.fsync)
 
     def throughput(self, cumulative: bool = False) -> dict[str, float]:
         """Files, bytes, seconds and MB/s (1 MB = 1e6 B) of the last exposure (or all of them)."""

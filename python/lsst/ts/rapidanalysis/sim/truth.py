@@ -26,14 +26,15 @@ Keys (all lengths in pixels of the assembled detector image, 0-based pixel centr
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 from typing import Any
 
 import numpy as np
 from astropy.table import Table
 
-__all__ = ["TRUTH_SUFFIX", "truth_path", "write_truth", "read_truth", "stars_table", "write_atomic"]
+from ..atomic_file import write_atomic
+
+__all__ = ["TRUTH_SUFFIX", "truth_path", "write_truth", "read_truth", "stars_table"]
 
 #: Appended to the raw file's name.
 TRUTH_SUFFIX = ".truth.json"
@@ -53,14 +54,6 @@ def _default(value: Any) -> Any:
     if isinstance(value, pathlib.Path):
         return str(value)
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
-
-
-def write_atomic(path: pathlib.Path, data: bytes) -> None:
-    """Write a file under a temporary name in the same directory, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def write_truth(path: pathlib.Path | str, truth: dict[str, Any]) -> pathlib.Path:
