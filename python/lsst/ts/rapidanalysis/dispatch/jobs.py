@@ -11,6 +11,10 @@ from typing import Any
 
 from ..data.data_id import DataId
 
+# Defined with the pipeline contract, which pipelines can import (dispatch depends on pipelines,
+# not the reverse); re-exported here for the CSC and dispatch.
+from ..pipelines.base import ExitCode
+
 __all__ = ["Job", "JobState", "Trigger", "new_job_id", "FINAL_STATES", "ExitCode"]
 
 
@@ -34,21 +38,6 @@ class Trigger(enum.StrEnum):
     COMMAND = "command"
     AUTONOMOUS = "autonomous"
     CATCHUP = "catchup"
-
-
-class ExitCode(enum.IntEnum):
-    """jobResult.exitCode values the CSC itself assigns (pipelines use 2 and up)."""
-
-    SUCCESS = 0
-    CRASHED = 1  # the pipeline raised an unexpected exception
-    NO_INPUT = 3  # no usable input: the raws never appeared, or are unreadable or truncated
-    WORKER_DIED = 4  # the worker process died (repeatedly) while running it
-    ABORTED = 255  # as OCPS's abort_job
-    TIMED_OUT = 124  # as timeout(1)
-    POOL_LOST = 5  # the Dask scheduler went away
-    #: The CSC process ended (a crash, kill -9) before the job did; its next start ends the job.
-    #: The same code as POOL_LOST: the compute the job was given went away with it.
-    CSC_RESTARTED = 5
 
 
 _sequence = itertools.count(1)

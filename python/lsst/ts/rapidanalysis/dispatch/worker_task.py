@@ -13,7 +13,7 @@ import time
 import traceback
 from typing import Any
 
-from ..pipelines.base import JobAborted, PipelineContext, PipelineError
+from ..pipelines.base import ExitCode, JobAborted, PipelineContext, PipelineError
 from ..pipelines.registry import PipelineRegistry
 from ..sal.tai import current_tai
 
@@ -91,7 +91,13 @@ def run_job(
         ``result`` (a PipelineResult as a dict), ``start_time``, ``end_time`` (TAI).
     """
     start = current_tai()
-    outcome: dict[str, Any] = {"start_time": start, "exit_code": 0, "message": "", "traceback": "", "result": None}
+    outcome: dict[str, Any] = {
+        "start_time": start,
+        "exit_code": ExitCode.SUCCESS,
+        "message": "",
+        "traceback": "",
+        "result": None,
+    }
     try:
         pipeline_cls = _registry(simulation_mode).get(pipeline)
         pipeline_config = pipeline_cls.make_config(config)
@@ -101,13 +107,13 @@ def run_job(
         result = pipeline_cls().run([pathlib.Path(p) for p in inputs], pipeline_config, context)
         outcome.update(status="succeeded", result=result.model_dump(mode="json"))
     except JobAborted as e:
-        outcome.update(status="aborted", exit_code=255, message=str(e))
+        outcome.update(status="aborted", exit_code=ExitCode.ABORTED, message=str(e))
     except PipelineError as e:
         outcome.update(status="failed", exit_code=e.exit_code, message=str(e))
     except Exception as e:
         outcome.update(
             status="failed",
-            exit_code=1,
+            exit_code=ExitCode.CRASHED,
             message=f"pipeline {pipeline} crashed: {type(e).__name__}: {e}",
             traceback=traceback.format_exc(),
         )

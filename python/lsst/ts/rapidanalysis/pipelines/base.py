@@ -9,6 +9,7 @@ for a failure it understands (a clear reason, no traceback); anything else is a 
 from __future__ import annotations
 
 import abc
+import enum
 import logging
 import pathlib
 import re
@@ -25,6 +26,7 @@ __all__ = [
     "Product",
     "TelemetrySample",
     "PipelineError",
+    "ExitCode",
     "JobAborted",
     "safe_file_name",
 ]
@@ -35,6 +37,28 @@ def safe_file_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:100] or "image"
 
 
+class ExitCode(enum.IntEnum):
+    """jobResult.exitCode values: those pipelines raise (`PipelineError`) and those the CSC assigns.
+
+    The values are on the wire (``jobResult.exitCode``) and in the results database: never change
+    one. ``dispatch.jobs`` re-exports this enum.
+    """
+
+    SUCCESS = 0
+    CRASHED = 1  # the pipeline raised an unexpected exception
+    #: A failure the pipeline understands that is not its input's fault: nothing to measure (no
+    #: star found), a result it refuses to report. The default of `PipelineError`.
+    PIPELINE_FAILED = 2
+    NO_INPUT = 3  # no usable input: the raws never appeared, or are unreadable or truncated
+    WORKER_DIED = 4  # the worker process died (repeatedly) while running it
+    ABORTED = 255  # as OCPS's abort_job
+    TIMED_OUT = 124  # as timeout(1)
+    POOL_LOST = 5  # the Dask scheduler went away
+    #: The CSC process ended (a crash, kill -9) before the job did; its next start ends the job.
+    #: The same code as POOL_LOST: the compute the job was given went away with it.
+    CSC_RESTARTED = 5
+
+
 class PipelineError(Exception):
     """A failure the pipeline understands (bad input, nothing to measure): reported, not a crash.
 
@@ -43,10 +67,11 @@ class PipelineError(Exception):
     message : `str`
         Reason, for the jobResult errorReport.
     exit_code : `int`
-        Non-zero code for jobResult.exitCode (default 2).
+        Non-zero code for jobResult.exitCode: an `ExitCode` member (default
+        `ExitCode.PIPELINE_FAILED`; `ExitCode.NO_INPUT` for a missing or unusable input).
     """
 
-    def __init__(self, message: str, exit_code: int = 2) -> None:
+    def __init__(self, message: str, exit_code: int = ExitCode.PIPELINE_FAILED) -> None:
         super().__init__(message)
         self.exit_code = exit_code
 

@@ -17,7 +17,7 @@ import numpy as np
 from astropy.io import fits
 
 from ..data.camera import Instrument, get_instrument, instrument_of_instrume
-from .base import PipelineError
+from .base import ExitCode, PipelineError
 
 __all__ = [
     "AmpError",
@@ -54,23 +54,25 @@ def amp_extname(header: Mapping[str, Any]) -> str:
 def open_fits(path: pathlib.Path) -> fits.HDUList:
     """Open a FITS file with every header read; `PipelineError` (exit code 3, naming the file) if unusable."""
     if not path.exists():
-        raise PipelineError(f"input file {path} does not exist", exit_code=3)
+        raise PipelineError(f"input file {path} does not exist", exit_code=ExitCode.NO_INPUT)
     if not path.is_file():
-        raise PipelineError(f"input {path} is not a file", exit_code=3)
+        raise PipelineError(f"input {path} is not a file", exit_code=ExitCode.NO_INPUT)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             # memmap=False: a file truncated while mapped would kill the worker with SIGBUS.
             hdul = fits.open(path, memmap=False, lazy_load_hdus=False)
     except Exception as e:
-        raise PipelineError(f"{path}: not a readable FITS file ({type(e).__name__}: {e})", exit_code=3) from None
+        raise PipelineError(
+            f"{path}: not a readable FITS file ({type(e).__name__}: {e})", exit_code=ExitCode.NO_INPUT
+        ) from None
     truncated = [str(w.message) for w in caught if "truncated" in str(w.message)]
     if truncated:
         hdul.close()
-        raise PipelineError(f"{path}: FITS file is truncated ({truncated[0]})", exit_code=3)
+        raise PipelineError(f"{path}: FITS file is truncated ({truncated[0]})", exit_code=ExitCode.NO_INPUT)
     if len(hdul) == 0:
         hdul.close()
-        raise PipelineError(f"{path}: FITS file has no HDUs", exit_code=3)
+        raise PipelineError(f"{path}: FITS file has no HDUs", exit_code=ExitCode.NO_INPUT)
     return hdul
 
 
@@ -83,7 +85,9 @@ def read_primary_header(path: pathlib.Path) -> fits.Header:
     try:
         return fits.getheader(path, 0)
     except Exception as e:
-        raise PipelineError(f"{path}: cannot read the primary header ({type(e).__name__}: {e})", exit_code=3) from None
+        raise PipelineError(
+            f"{path}: cannot read the primary header ({type(e).__name__}: {e})", exit_code=ExitCode.NO_INPUT
+        ) from None
 
 
 def read_data(hdu: Any) -> np.ndarray | None:

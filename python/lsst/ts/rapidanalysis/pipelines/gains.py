@@ -33,7 +33,7 @@ import yaml
 
 from ..data.camera_description import SOURCE as DESCRIPTION_SOURCE
 from ..data.camera_description import AmpElectronics
-from .base import PipelineError
+from .base import ExitCode, PipelineError
 from .fits_input import amp_extname
 
 # amp_extname is re-exported for the callers that found it here first.
@@ -146,9 +146,11 @@ def read_calibration_file(
     try:
         return path, read(path, os.stat(path).st_mtime_ns)
     except FileNotFoundError:
-        raise PipelineError(f"{kind} {path} does not exist", exit_code=3) from None
+        raise PipelineError(f"{kind} {path} does not exist", exit_code=ExitCode.NO_INPUT) from None
     except Exception as e:
-        raise PipelineError(f"{kind} {path} is unreadable ({type(e).__name__}: {e})", exit_code=3) from None
+        raise PipelineError(
+            f"{kind} {path} is unreadable ({type(e).__name__}: {e})", exit_code=ExitCode.NO_INPUT
+        ) from None
 
 
 def read_gain_calibration(template: str, detector_name: str, detector_id: int) -> dict[str, float]:
@@ -162,7 +164,9 @@ def read_gain_calibration(template: str, detector_name: str, detector_id: int) -
     """
     path, content = read_calibration_file(template, detector_name, detector_id, "gain calibration", _load)
     if not isinstance(content, dict):
-        raise PipelineError(f"gain calibration {path} is not a mapping of amps (C10: 1.6, ...)", exit_code=3)
+        raise PipelineError(
+            f"gain calibration {path} is not a mapping of amps (C10: 1.6, ...)", exit_code=ExitCode.NO_INPUT
+        )
     if detector_name in content and isinstance(content[detector_name], dict):
         content = content[detector_name]
     elif not any(_amp_number(k) for k in content):
@@ -174,7 +178,8 @@ def read_gain_calibration(template: str, detector_name: str, detector_id: int) -
             continue
         if not _positive(value):
             raise PipelineError(
-                f"gain calibration {path}: gain of {key} is {value!r}, not a positive number", exit_code=3
+                f"gain calibration {path}: gain of {key} is {value!r}, not a positive number",
+                exit_code=ExitCode.NO_INPUT,
             )
         gains[number] = float(value)
     return gains

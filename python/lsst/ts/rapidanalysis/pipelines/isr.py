@@ -51,7 +51,7 @@ from ..data.amp_geometry import (
 )
 from ..data.camera import Instrument
 from ..data.camera_description import AmpElectronics, amp_electronics
-from .base import PipelineContext, PipelineError
+from .base import ExitCode, PipelineContext, PipelineError
 from .fits_input import (
     AmpError,
     amp_extname,
@@ -239,7 +239,9 @@ def run_isr(
         noises.append(noise)
         result.gains[name] = gain.gain
     if not filled:
-        raise PipelineError(f"{path}: no amplifier could be processed ({'; '.join(result.flags)})", exit_code=3)
+        raise PipelineError(
+            f"{path}: no amplifier could be processed ({'; '.join(result.flags)})", exit_code=ExitCode.NO_INPUT
+        )
     _blank_uncovered(image, mask, filled)
     expected = _expected_amps(physical_type)
     if expected and len(filled) < len(expected):
@@ -316,7 +318,9 @@ def _header_layout(
             continue
         headers.append((hdu, name, detsec))
     if not headers:
-        raise PipelineError(f"{path}: no amplifier has a usable DETSEC ({'; '.join(flags)})", exit_code=3)
+        raise PipelineError(
+            f"{path}: no amplifier has a usable DETSEC ({'; '.join(flags)})", exit_code=ExitCode.NO_INPUT
+        )
     # DM orientation (data/amp_geometry.py): the header DETSEC image, upside down.
     rows = _detector_rows(
         physical_type, [d for _, _, d in headers], headers[0][0].header.get("DETSIZE") or primary.get("DETSIZE")
@@ -328,7 +332,7 @@ def _header_layout(
         except ValueError as e:
             flags.append(f"amp {name}: {e}; amp left out")
     if not placed:
-        raise PipelineError(f"{path}: no amplifier fits its detector ({'; '.join(flags)})", exit_code=3)
+        raise PipelineError(f"{path}: no amplifier fits its detector ({'; '.join(flags)})", exit_code=ExitCode.NO_INPUT)
     return placed, _detector_shape(physical_type, rows, [p[2] for p in placed])
 
 
@@ -508,7 +512,7 @@ def _master(template: str, result: IsrImage, kind: str) -> np.ndarray:
         raise PipelineError(
             f"{kind} master {path} is {data.shape[1]}x{data.shape[0]}, the image {result.image.shape[1]}x"
             f"{result.image.shape[0]}",
-            exit_code=3,
+            exit_code=ExitCode.NO_INPUT,
         )
     return data
 
@@ -546,14 +550,20 @@ def read_calibrated_image(path: pathlib.Path, hdul: fits.HDUList, gain: float = 
         try:
             pixels = read_data(hdu)
         except Exception as e:
-            raise PipelineError(f"{path}: cannot read HDU {index} ({type(e).__name__}: {e})", exit_code=3) from None
+            raise PipelineError(
+                f"{path}: cannot read HDU {index} ({type(e).__name__}: {e})", exit_code=ExitCode.NO_INPUT
+            ) from None
         if pixels is None:
             continue
         if pixels.ndim != 2:
-            raise PipelineError(f"{path}: HDU {index} is {pixels.ndim}-D; sfm measures 2-D images", exit_code=3)
+            raise PipelineError(
+                f"{path}: HDU {index} is {pixels.ndim}-D; sfm measures 2-D images", exit_code=ExitCode.NO_INPUT
+            )
         break
     else:
-        raise PipelineError(f"{path}: no image data (no amp HDUs with DATASEC and no 2-D image HDU)", exit_code=3)
+        raise PipelineError(
+            f"{path}: no image data (no amp HDUs with DATASEC and no 2-D image HDU)", exit_code=ExitCode.NO_INPUT
+        )
     header = hdul[0].header.copy()
     if index:
         header.update({k: v for k, v in hdu.header.items() if k not in ("XTENSION", "PCOUNT", "GCOUNT", "EXTNAME")})
@@ -565,7 +575,7 @@ def read_calibrated_image(path: pathlib.Path, hdul: fits.HDUList, gain: float = 
             flags.append("image is in ADU and no gain was given: measured as if gain were 1")
     finite = np.isfinite(image)
     if not finite.any():
-        raise PipelineError(f"{path}: image has no finite pixels", exit_code=3)
+        raise PipelineError(f"{path}: image has no finite pixels", exit_code=ExitCode.NO_INPUT)
     mask = np.where(finite, np.uint8(0), NO_DATA).astype(np.uint8)
     saturation = _number(header, "SATURATE")
     if saturation is not None:

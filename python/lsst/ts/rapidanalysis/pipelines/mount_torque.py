@@ -77,6 +77,7 @@ from astropy.io import fits
 from ..data.camera import instrument_of_instrume
 from ..data.mount_telemetry import ParquetUnavailableError, TelemetryColumns, read_telemetry_file
 from .base import (
+    ExitCode,
     Pipeline,
     PipelineConfig,
     PipelineContext,
@@ -326,7 +327,7 @@ def _window_from_header(header: Mapping[str, Any], path: pathlib.Path) -> tuple[
 
         begin, end = tai_from_utc(begin), tai_from_utc(end)
     elif timesys != "TAI":
-        raise PipelineError(f"{path}: TIMESYS {timesys!r} is not supported (TAI or UTC)", exit_code=3)
+        raise PipelineError(f"{path}: TIMESYS {timesys!r} is not supported (TAI or UTC)", exit_code=ExitCode.NO_INPUT)
     return begin, end
 
 
@@ -340,9 +341,9 @@ def read_exposure_window(path: pathlib.Path) -> ExposureWindow:
         parsed.
     """
     if not path.exists():
-        raise PipelineError(f"raw file {path} does not exist", exit_code=3)
+        raise PipelineError(f"raw file {path} does not exist", exit_code=ExitCode.NO_INPUT)
     if not path.is_file():
-        raise PipelineError(f"raw input {path} is not a file", exit_code=3)
+        raise PipelineError(f"raw input {path} is not a file", exit_code=ExitCode.NO_INPUT)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -351,9 +352,11 @@ def read_exposure_window(path: pathlib.Path) -> ExposureWindow:
             with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
                 header = hdul[0].header.copy()
     except Exception as e:
-        raise PipelineError(f"{path}: not a readable FITS file ({type(e).__name__}: {e})", exit_code=3) from None
+        raise PipelineError(
+            f"{path}: not a readable FITS file ({type(e).__name__}: {e})", exit_code=ExitCode.NO_INPUT
+        ) from None
     if not isinstance(header, fits.Header) or "SIMPLE" not in header:
-        raise PipelineError(f"{path}: not a FITS primary header", exit_code=3)
+        raise PipelineError(f"{path}: not a FITS primary header", exit_code=ExitCode.NO_INPUT)
     begin, end = _window_from_header(header, path)
     return ExposureWindow(
         image_name=str(header.get("OBSID", "") or "").strip(),
@@ -704,10 +707,11 @@ class MountTorquePipeline(Pipeline):
             )
         if not (math.isfinite(window.begin) and math.isfinite(window.end)) or window.end <= window.begin:
             raise PipelineError(
-                f"{raw_path}: no exposure window in the header (MJD-BEG/MJD-END or DATE-BEG/DATE-END)", exit_code=3
+                f"{raw_path}: no exposure window in the header (MJD-BEG/MJD-END or DATE-BEG/DATE-END)",
+                exit_code=ExitCode.NO_INPUT,
             )
         if telemetry_path is None:
-            raise PipelineError("mount_torque needs a telemetry file as its second input", exit_code=3)
+            raise PipelineError("mount_torque needs a telemetry file as its second input", exit_code=ExitCode.NO_INPUT)
         context.check_cancelled()
         telemetry = _read_telemetry(telemetry_path, window, config)
         context.check_cancelled()
@@ -785,7 +789,7 @@ def _classify_inputs(paths: list[pathlib.Path]) -> tuple[pathlib.Path, pathlib.P
     read, since they all carry the same exposure window.
     """
     if not paths:
-        raise PipelineError("mount_torque needs a raw FITS file and a telemetry file", exit_code=3)
+        raise PipelineError("mount_torque needs a raw FITS file and a telemetry file", exit_code=ExitCode.NO_INPUT)
 
     def kind(path: pathlib.Path) -> str | None:
         name = path.name.lower()
@@ -807,10 +811,10 @@ def _classify_inputs(paths: list[pathlib.Path]) -> tuple[pathlib.Path, pathlib.P
     if len(telemetry) > 1 or unknown:
         raise PipelineError(
             f"mount_torque takes raw FITS files of one exposure and one telemetry file, got {[p.name for p in paths]}",
-            exit_code=3,
+            exit_code=ExitCode.NO_INPUT,
         )
     if not raws:
-        raise PipelineError(f"no raw FITS file among the inputs {[p.name for p in paths]}", exit_code=3)
+        raise PipelineError(f"no raw FITS file among the inputs {[p.name for p in paths]}", exit_code=ExitCode.NO_INPUT)
     return raws[0], telemetry[0] if telemetry else None
 
 
@@ -836,9 +840,11 @@ def _read_telemetry(path: pathlib.Path, window: ExposureWindow, config: MountTor
     try:
         return read_telemetry_file(path, window.begin - config.window_margin, window.end + config.window_margin)
     except (FileNotFoundError, ParquetUnavailableError) as e:
-        raise PipelineError(str(e), exit_code=3) from None
+        raise PipelineError(str(e), exit_code=ExitCode.NO_INPUT) from None
     except Exception as e:
-        raise PipelineError(f"{path}: not a readable telemetry file ({type(e).__name__}: {e})", exit_code=3) from None
+        raise PipelineError(
+            f"{path}: not a readable telemetry file ({type(e).__name__}: {e})", exit_code=ExitCode.NO_INPUT
+        ) from None
 
 
 def _no_telemetry(window: ExposureWindow, telemetry: TelemetryColumns, path: pathlib.Path, wanted: list[str]) -> str:
@@ -856,7 +862,7 @@ def _in_window(times: np.ndarray, window: ExposureWindow) -> np.ndarray:
 
 def _column(columns: Mapping[str, np.ndarray], name: str, topic: str, path: pathlib.Path) -> np.ndarray:
     if name not in columns:
-        raise PipelineError(f"{path.name}: {topic} has no column {name}", exit_code=3)
+        raise PipelineError(f"{path.name}: {topic} has no column {name}", exit_code=ExitCode.NO_INPUT)
     return np.asarray(columns[name], dtype=float)
 
 
@@ -865,7 +871,7 @@ def _check_samples(axis: str, topic: str, n: int, config: MountTorqueConfig, win
         raise PipelineError(
             f"too little {axis} telemetry ({topic}): {n} samples in the exposure window of "
             f"{window.image_name or 'the image'}, at least min_samples={config.min_samples} are needed",
-            exit_code=3,
+            exit_code=ExitCode.NO_INPUT,
         )
 
 
@@ -879,13 +885,13 @@ def _require(
         if topic in telemetry and np.any(_in_window(np.asarray(telemetry[topic]["time"], dtype=float), window))
     }
     if not present:
-        raise PipelineError(_no_telemetry(window, telemetry, path, topics), exit_code=3)
+        raise PipelineError(_no_telemetry(window, telemetry, path, topics), exit_code=ExitCode.NO_INPUT)
     missing = [t for t in topics if t not in present]
     if missing:
         raise PipelineError(
             f"no {', '.join(missing)} telemetry in the exposure window of {window.image_name or 'the image'} "
             f"in {path.name} (present: {', '.join(present)})",
-            exit_code=3,
+            exit_code=ExitCode.NO_INPUT,
         )
     return present
 

@@ -36,6 +36,7 @@ from astropy.io import fits
 from ..atomic_file import write_atomic
 from .background import Background, estimate_background
 from .base import (
+    ExitCode,
     Pipeline,
     PipelineConfig,
     PipelineContext,
@@ -242,7 +243,7 @@ def measure_detector(path: pathlib.Path, config: SfmConfig, context: PipelineCon
     try:
         background = estimate_background(isr.image, config.background_mesh)
     except ValueError as e:
-        raise PipelineError(f"{path}: {e}", exit_code=3) from None
+        raise PipelineError(f"{path}: {e}", exit_code=ExitCode.NO_INPUT) from None
     binned = bin2x2(isr.image)
     binned -= background.image(2)
     m = isr.mask
@@ -490,7 +491,7 @@ class SfmPipeline(Pipeline):
             If no input can be measured (the reasons of each).
         """
         if not inputs:
-            raise PipelineError("sfm needs at least one input file", exit_code=3)
+            raise PipelineError("sfm needs at least one input file", exit_code=ExitCode.NO_INPUT)
         rows, telemetry, summaries, errors, skipped = [], [], [], [], []
         image_names = set()
         for path in inputs:
@@ -530,7 +531,7 @@ class SfmPipeline(Pipeline):
         if not rows and skipped and not errors:
             return PipelineResult(image_name=_obsid_of(inputs[0]), skipped="; ".join(skipped))
         if not rows:
-            raise PipelineError("; ".join(errors + skipped) or "nothing measured", exit_code=3)
+            raise PipelineError("; ".join(errors + skipped) or "nothing measured", exit_code=ExitCode.NO_INPUT)
         image_name = sorted(image_names)[0] if len(image_names) == 1 else ""
         # One detector: its metrics are the job's too (the detector id is the row's key, not a metric).
         job_metrics = (

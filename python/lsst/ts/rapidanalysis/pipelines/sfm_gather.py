@@ -33,7 +33,16 @@ import pydantic
 from astropy.io import fits
 
 from ..data.camera import get_instrument
-from .base import Pipeline, PipelineConfig, PipelineContext, PipelineError, PipelineResult, Product, TelemetrySample
+from .base import (
+    ExitCode,
+    Pipeline,
+    PipelineConfig,
+    PipelineContext,
+    PipelineError,
+    PipelineResult,
+    Product,
+    TelemetrySample,
+)
 from .summary_stats import standardized_fwhm
 from .visit_plots import plot_focal_plane, plot_mosaic
 
@@ -133,11 +142,11 @@ def _read_visit(path: pathlib.Path) -> dict[str, Any]:
         visit = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise PipelineError(
-            f"cannot read the visit description {path} ({type(e).__name__}: {e})", exit_code=3
+            f"cannot read the visit description {path} ({type(e).__name__}: {e})", exit_code=ExitCode.NO_INPUT
         ) from None
     for key in ("imageName", "instrument", "expected", "detectors"):
         if key not in visit:
-            raise PipelineError(f"visit description {path} has no {key!r}", exit_code=3)
+            raise PipelineError(f"visit description {path} has no {key!r}", exit_code=ExitCode.NO_INPUT)
     return visit
 
 
@@ -172,14 +181,16 @@ class SfmGatherPipeline(Pipeline):
     def run(self, inputs: list[pathlib.Path], config: SfmGatherConfig, context: PipelineContext) -> PipelineResult:
         """Gather; see the module docstring."""
         if not inputs:
-            raise PipelineError("sfm_gather needs the visit description as its first input", exit_code=3)
+            raise PipelineError(
+                "sfm_gather needs the visit description as its first input", exit_code=ExitCode.NO_INPUT
+            )
         visit = _read_visit(pathlib.Path(inputs[0]))
         rows = [r for r in visit["detectors"] if isinstance(r, dict) and "detector" in r]
         image_name = str(visit["imageName"])
         try:
             instrument = get_instrument(visit["instrument"])
         except ValueError as e:
-            raise PipelineError(str(e), exit_code=3) from None
+            raise PipelineError(str(e), exit_code=ExitCode.NO_INPUT) from None
         expected = [int(d) for d in visit["expected"]]
         witness = config.witness_detector if config.witness_detector is not None else _WITNESS.get(instrument.name)
         airmass = _values(rows, "airmass")

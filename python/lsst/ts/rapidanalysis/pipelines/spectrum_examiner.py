@@ -111,6 +111,7 @@ from scipy import ndimage
 
 from ..data.amp_geometry import amp_names
 from .base import (
+    ExitCode,
     Pipeline,
     PipelineConfig,
     PipelineContext,
@@ -139,10 +140,6 @@ __all__ = [
 ]
 
 _FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
-#: Exit code of a missing, unreadable or incomplete input (``base.PipelineError``).
-EXIT_NO_INPUT = 3
-#: Exit code of a dispersed image without a zeroth-order star (nothing to measure).
-EXIT_NO_STAR = 2
 #: The amps of a LATISS (ITL) raw, as EXTNAMEs in HDU order.
 _LATISS_AMPS = tuple(f"Segment{name[1:]}" for name in amp_names("ITL"))
 #: LATISS dispersers (``ra-algorithms.md`` §3).
@@ -330,14 +327,14 @@ def isr_lite(
         raise PipelineError(
             f"{path}: amplifier HDU(s) {', '.join(missing)} missing ({len(expected_amps) - len(missing)} of "
             f"{len(expected_amps)} present): the file is incomplete or truncated",
-            exit_code=EXIT_NO_INPUT,
+            exit_code=ExitCode.NO_INPUT,
         )
     settings = IsrSettings(overscan_skip=overscan_skip, do_parallel_overscan=False)
     isr = run_isr(path, hdul[0].header, amp_hdus, settings, context)
     unusable = [flag for flag in isr.flags if flag.startswith("amp ")]
     if unusable or not np.isfinite(isr.image).all():
         raise PipelineError(
-            f"{path}: {'; '.join(unusable) or 'amps do not cover the detector'}", exit_code=EXIT_NO_INPUT
+            f"{path}: {'; '.join(unusable) or 'amps do not cover the detector'}", exit_code=ExitCode.NO_INPUT
         )
     saturated = _bit_pixels(isr.mask, SAT)
     return IsrImage(image=isr.image, gains=isr.gains, saturated=saturated, flags=list(isr.flags))
@@ -1259,7 +1256,7 @@ class SpectrumExaminerPipeline(Pipeline):
             If the job is cancelled.
         """
         if not inputs:
-            raise PipelineError("spectrum_examiner needs one LATISS raw; none was given", exit_code=EXIT_NO_INPUT)
+            raise PipelineError("spectrum_examiner needs one LATISS raw; none was given", exit_code=ExitCode.NO_INPUT)
         if len(inputs) > 1:
             names = ", ".join(pathlib.Path(p).name for p in inputs)
             raise PipelineError(f"spectrum_examiner measures one LATISS raw at a time; got {len(inputs)}: {names}")
@@ -1267,7 +1264,7 @@ class SpectrumExaminerPipeline(Pipeline):
         try:
             hdul = open_fits(path)
         except PipelineError as e:
-            raise PipelineError(str(e), exit_code=EXIT_NO_INPUT) from None
+            raise PipelineError(str(e), exit_code=ExitCode.NO_INPUT) from None
         try:
             primary = hdul[0].header
             image_name = str(primary.get("OBSID", "") or "")
@@ -1312,7 +1309,7 @@ class SpectrumExaminerPipeline(Pipeline):
             max_star_candidates=config.max_star_candidates,
         )
         if star is None:
-            raise PipelineError(f"{path.name}: no zeroth-order star found ({why})", exit_code=EXIT_NO_STAR)
+            raise PipelineError(f"{path.name}: no zeroth-order star found ({why})", exit_code=ExitCode.PIPELINE_FAILED)
         rows, cols = isr.saturated
         if rows.size and np.any(np.hypot(cols - star.x, rows - star.y) <= 3 * star.fwhm):
             flags.append("the zeroth order is saturated: starPeak is a lower limit")
