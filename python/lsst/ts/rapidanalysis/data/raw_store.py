@@ -22,11 +22,10 @@ import pathlib
 import re
 import time
 import urllib.parse
-import warnings
 from collections.abc import Iterable, Sequence
 
-from astropy.io import fits
-
+from ..pipelines.base import PipelineError
+from ..pipelines.fits_input import read_primary_header
 from .amp_geometry import amp_names
 from .camera import Instrument, get_instrument
 from .data_id import GROUP_ID_RE, OBSID_RE, DataId
@@ -256,10 +255,8 @@ class RawStore:
             if parse_raw_file_name(self.instrument, path.name) is None:
                 continue
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    header = fits.getheader(path, 0)
-            except Exception as e:  # being written, or corrupt: try another file
+                header = read_primary_header(path)
+            except PipelineError as e:  # being written, or corrupt: try another file
                 log.debug("Cannot read the header of %s: %s", path, e)
                 continue
             group = header.get("GROUPID")

@@ -66,7 +66,6 @@ import dataclasses
 import datetime
 import math
 import pathlib
-import warnings
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -87,6 +86,7 @@ from .base import (
     TelemetrySample,
     safe_file_name,
 )
+from .fits_input import read_primary_header
 
 __all__ = [
     "MountTorqueConfig",
@@ -344,17 +344,7 @@ def read_exposure_window(path: pathlib.Path) -> ExposureWindow:
         raise PipelineError(f"raw file {path} does not exist", exit_code=ExitCode.NO_INPUT)
     if not path.is_file():
         raise PipelineError(f"raw input {path} is not a file", exit_code=ExitCode.NO_INPUT)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            # memmap=False: a file truncated while mapped would kill the worker with SIGBUS;
-            # lazy_load_hdus: only the primary header is read, not the pixels.
-            with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
-                header = hdul[0].header.copy()
-    except Exception as e:
-        raise PipelineError(
-            f"{path}: not a readable FITS file ({type(e).__name__}: {e})", exit_code=ExitCode.NO_INPUT
-        ) from None
+    header = read_primary_header(path)
     if not isinstance(header, fits.Header) or "SIMPLE" not in header:
         raise PipelineError(f"{path}: not a FITS primary header", exit_code=ExitCode.NO_INPUT)
     begin, end = _window_from_header(header, path)

@@ -45,6 +45,7 @@ from .base import (
     TelemetrySample,
     safe_file_name,
 )
+from .fits_input import read_primary_header
 from .isr import IsrImage, IsrSettings, load_image
 from .photocal import PhotoCalResult, calibrate, read_reference_catalog
 from .psf import PsfModel, PsfSelection, fit_psf_model, measure_psf_areas, select_psf_stars
@@ -550,14 +551,14 @@ class SfmPipeline(Pipeline):
 
 def _image_type(path: pathlib.Path) -> str:
     try:
-        header = fits.getheader(path, 0)
-    except Exception:
+        header = read_primary_header(path)
+    except PipelineError:
         return ""  # measure_detector reports why the file is unusable
     return str(header.get("IMGTYPE", "") or "").strip().upper()
 
 
 def _obsid_of(path: pathlib.Path) -> str:
     try:
-        return str(fits.getheader(path, 0).get("OBSID", "") or "")
-    except Exception:
+        return str(read_primary_header(path).get("OBSID", "") or "")
+    except PipelineError:
         return ""
