@@ -252,6 +252,19 @@ async def test_exactly_one_gather_and_at_most_one_regather(rec: Recorder) -> Non
     await g.stop()
 
 
+async def test_detectors_landing_after_the_regather_at_regather_timeout_change_nothing(rec: Recorder) -> None:
+    g = gatherer(rec)
+    v = visit((0, 1))
+    g.add(v)
+    g.job_done(job_of(v, 0))
+    await asyncio.sleep(REGATHER + 0.1)
+    assert rec.calls == [(OBSID, True, False, (0,)), (OBSID, True, True, (0,))]
+    assert not g.job_done(job_of(v, 1))  # the visit is closed: no third gather
+    await settle()
+    assert len(rec.calls) == 2
+    await g.stop()
+
+
 async def test_complete_visit_is_not_gathered_again_by_a_timer(rec: Recorder) -> None:
     g = gatherer(rec)
     v = visit((0, 1))
