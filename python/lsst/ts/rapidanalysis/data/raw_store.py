@@ -24,11 +24,10 @@ import time
 import urllib.parse
 from collections.abc import Iterable, Sequence
 
-from ..pipelines.base import PipelineError
-from ..pipelines.fits_input import read_primary_header
 from .amp_geometry import amp_names
 from .camera import Instrument, get_instrument
 from .data_id import GROUP_ID_RE, OBSID_RE, DataId
+from .fits_header import HeaderError, primary_header
 from .fits_structure import FITS_BLOCK, FitsStructure, scan_fits
 from .raw_names import RAW_SUFFIXES, parse_raw_file_name, raw_file_names
 
@@ -255,8 +254,8 @@ class RawStore:
             if parse_raw_file_name(self.instrument, path.name) is None:
                 continue
             try:
-                header = read_primary_header(path)
-            except PipelineError as e:  # being written, or corrupt: try another file
+                header = primary_header(path)
+            except HeaderError as e:  # being written, or corrupt: try another file
                 log.debug("Cannot read the header of %s: %s", path, e)
                 continue
             group = header.get("GROUPID")
