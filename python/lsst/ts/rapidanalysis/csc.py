@@ -13,7 +13,6 @@ import pathlib
 import re
 import time
 import types
-from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -24,24 +23,20 @@ from .data.camera import Instrument, get_instrument
 from .data.data_id import DataId, DataIdError, parse_data_id
 from .data.image_listener import ImageArrival, ImageListener
 from .data.mount_listener import MountListener
-from .data.mount_telemetry import MountTelemetryBuffer, write_telemetry_file
-from .data.raw_store import MissingRawError, RawStore
+from .data.mount_telemetry import MountTelemetryBuffer
+from .data.raw_store import RawStore
 from .dispatch.autonomous import (
-    CALIBRATION_TYPES,
     UNDISPATCHED_PIPELINE,
     AutonomousDispatcher,
     AutonomousSettings,
-    check_file_id,
-    image_kind_of,
 )
-from .dispatch.focal_plane import FocalPlaneSelector, Selection, spread_order
+from .dispatch.focal_plane import FocalPlaneSelector, Selection
 from .dispatch.gather import Gatherer, VisitGather
+from .dispatch.inputs import InputResolver
+from .dispatch.job_maker import JobMaker, JobRequestError
 from .dispatch.job_manager import JobManager, QueueFullError
 from .dispatch.jobs import ExitCode, Job, JobState, Trigger, new_job_id
 from .dispatch.pool import PoolLostError, WorkerPool
-from .pipelines.base import Pipeline, PipelineError
-from .pipelines.fits_input import read_primary_header
-from .pipelines.mount_torque import read_exposure_window
 from .pipelines.registry import PipelineRegistry
 from .results.database import ResultsDatabase
 from .results.publication import JobPublisher, finite_or_zero
@@ -120,9 +115,13 @@ class RapidAnalysisCsc(ConfigurableCsc):
         self.config: types.SimpleNamespace | None = None
         self.pool: WorkerPool | None = None
         self.job_manager: JobManager | None = None
+        # Makes the jobs of every request (processData, autonomous, gathers); made by configure.
+        self.job_maker: JobMaker | None = None
         # The results database, written through one thread in order (a job's rows: queued, then final).
         self.results: ResultsWriter | None = None
         self.raw_store: RawStore | None = None
+        # Finds jobs' inputs (raws, the mount window) and images' kinds; made when processing starts.
+        self.inputs: InputResolver | None = None
         self.gatherer: Gatherer | None = None
         self.mount_buffer: MountTelemetryBuffer | None = None
         self.mount_listener: MountListener | None = None
@@ -186,6 +185,9 @@ class RapidAnalysisCsc(ConfigurableCsc):
         self._configure_pool(config)
         self._configure_autonomous(config)
         self.config = config
+        self.job_maker = JobMaker(
+            self.instrument, self.registry, config.pipelines, config.default_time_limit, clock=current_tai
+        )
 
     @staticmethod
     def _configure_pool(config: types.SimpleNamespace) -> None:
@@ -254,6 +256,8 @@ class RapidAnalysisCsc(ConfigurableCsc):
             autonomous_settings,
             log=self.log,
             file_store=file_store,
+            job_maker=self.job_maker,
+            job_manager=self.job_manager,
         )
         self.dispatcher.start()
         self.image_listener = ImageListener(
@@ -306,6 +310,15 @@ class RapidAnalysisCsc(ConfigurableCsc):
             raise ExpectedError(f"Cannot open the results database {config.database_url}: {e}") from e
         self.results = ResultsWriter(database)
         self.raw_store = RawStore(config.data_root, self.instrument)
+        self.inputs = InputResolver(
+            self.instrument,
+            self.registry,
+            self.raw_store,
+            raw_wait_timeout=config.raw_wait_timeout,
+            mount_telemetry_wait=config.mount_telemetry_wait,
+            output_dir_for=self._output_dir_for,
+            log=self.log,
+        )
         self.pool = WorkerPool(
             scheduler_address=config.scheduler_address,
             n_workers=config.n_workers,
@@ -330,7 +343,7 @@ class RapidAnalysisCsc(ConfigurableCsc):
         self.job_manager = JobManager(
             pool=self.pool,
             max_queue_length=config.max_queue_length,
-            resolve_inputs=self._resolve_inputs,
+            resolve_inputs=self.inputs.resolve,
             on_job_done=self._publish_job,
             output_dir_for=self._output_dir_for,
             simulation_mode=bool(self.simulation_mode),
@@ -342,6 +355,7 @@ class RapidAnalysisCsc(ConfigurableCsc):
         self.mount_buffer = MountTelemetryBuffer(config.mount_buffer_seconds)
         self.mount_listener = MountListener(self.salinfo.domain, self.instrument.name, self.mount_buffer, log=self.log)
         await self.mount_listener.start()
+        self.inputs.mount_listener, self.inputs.mount_buffer = self.mount_listener, self.mount_buffer
         self._pool_event_key = None
         self._status_task = asyncio.create_task(self._status_loop())
 
@@ -356,6 +370,8 @@ class RapidAnalysisCsc(ConfigurableCsc):
             await self.gatherer.stop()
             self.gatherer = None
         if self.mount_listener is not None:
+            if self.inputs is not None:
+                self.inputs.mount_listener = self.inputs.mount_buffer = None
             await self.mount_listener.close()
             self.mount_listener = None
         if self.pool is not None:
@@ -461,50 +477,6 @@ class RapidAnalysisCsc(ConfigurableCsc):
 
     # -- commands --
 
-    def _make_jobs(self, data: Any, trigger: Trigger) -> tuple[list[Job], VisitGather | None]:
-        """Validate a processData request into its jobs: one, or one per detector and a visit to gather.
-
-        Raises
-        ------
-        ExpectedError
-            Saying what is wrong (and what is allowed).
-        """
-        assert self.config is not None
-        try:
-            data_id = parse_data_id(data.dataId, self.instrument)
-        except DataIdError as e:
-            raise ExpectedError(f"bad dataId: {e}") from None
-        try:
-            override = json.loads(data.config) if data.config.strip() else {}
-        except json.JSONDecodeError as e:
-            raise ExpectedError(f"config is not valid JSON ({e.msg} at character {e.pos})") from None
-        if not isinstance(override, dict):
-            raise ExpectedError(f"config must be a JSON object of pipeline settings, not {data.config[:80]!r}")
-        pipeline, job = self._job_maker(data.pipeline, override, trigger)
-        if not pipeline.per_detector:
-            return [job(data_id)], None
-        if data_id.obsid is None:
-            raise ExpectedError(
-                f"pipeline {pipeline.name!r} runs per detector of one image: give obsid or dayObs+seqNum, not a groupId"
-            )
-        detectors = data_id.detectors or tuple(d.id for d in self.instrument.science_detectors)
-        # The newest job runs first, so jobs are made in reverse spread order: a visit the pool
-        # cannot finish is then gathered on detectors spread over the focal plane, not on one corner.
-        made = [
-            job(dataclasses.replace(data_id, detectors=(d,)))
-            for d in reversed(spread_order(self.instrument, detectors))
-        ]
-        jobs = sorted(made, key=lambda j: j.data_id.detectors[0])
-        visit = VisitGather(
-            image_name=data_id.obsid,
-            pipeline=pipeline.name,
-            gather_pipeline=pipeline.gather_pipeline,
-            expected=tuple(detectors),
-            job_ids={j.job_id: j.data_id.detectors[0] for j in jobs},
-            trigger=trigger,
-        )
-        return jobs, visit
-
     async def do_processData(self, data: Any) -> Any:  # noqa: N802 (SAL name)
         """Queue (asynchronous mode) or run (synchronous mode) one pipeline on one data id.
 
@@ -512,22 +484,18 @@ class RapidAnalysisCsc(ConfigurableCsc):
         ack result then lists every job id and names the image.
         """
         self.assert_enabled("processData")
-        assert self.config is not None and self.job_manager is not None
-        jobs, visit = self._make_jobs(data, Trigger.COMMAND)
+        assert self.config is not None and self.job_manager is not None and self.job_maker is not None
+        try:
+            made = self.job_maker.request(data.pipeline, data.dataId, data.config, Trigger.COMMAND)
+        except JobRequestError as e:
+            raise ExpectedError(str(e)) from None
+        jobs, visit = made.jobs, made.visit
         if len(jobs) > self.job_manager.free_queue_slots:
             raise ExpectedError(
                 f"queue full: {len(jobs)} jobs asked for and {self.job_manager.free_queue_slots} places free "
                 f"(max_queue_length={self.config.max_queue_length}); try again later or name fewer detectors"
             )
-        ids: dict[str, Any] = (
-            {"jobId": jobs[0].job_id}
-            if visit is None
-            else {
-                "jobIds": [j.job_id for j in jobs],
-                "imageName": visit.image_name,
-                "gather": visit.gather_pipeline,
-            }
-        )
+        ids = made.ids
         if self.config.processing_mode == "synchronous":
             if self._sync_busy_job is not None:
                 raise ExpectedError(
@@ -535,7 +503,7 @@ class RapidAnalysisCsc(ConfigurableCsc):
                 )
             self._sync_busy_job = jobs[0].job_id
             try:
-                self._submit_all(jobs, visit)
+                self.submit_jobs(jobs, visit, ignore_limit=False)
                 self.cmd_processData.ack_in_progress(
                     data,
                     timeout=self.config.raw_wait_timeout + jobs[0].time_limit * len(jobs) + 10,
@@ -552,18 +520,10 @@ class RapidAnalysisCsc(ConfigurableCsc):
                 private_seqNum=data.private_seqNum, ack=SalRetCode.CMD_COMPLETE, result=json.dumps(ids)
             )
         self.cmd_processData.ack_in_progress(data, timeout=_QUEUE_ACK_TIMEOUT)
-        self._submit_all(jobs, visit)
+        self.submit_jobs(jobs, visit, ignore_limit=False)
         return self.salinfo.make_ackcmd(
             private_seqNum=data.private_seqNum, ack=SalRetCode.CMD_COMPLETE, result=json.dumps(ids)
         )
-
-    def _submit_all(self, jobs: list[Job], visit: VisitGather | None) -> None:
-        if visit is not None:
-            assert self.gatherer is not None
-            self.gatherer.add(visit)
-        for job in jobs:
-            self._submit(job)
-            self._record_submitted(job)
 
     def _submit(self, job: Job, ignore_limit: bool = False) -> None:
         assert self.job_manager is not None
@@ -661,133 +621,20 @@ class RapidAnalysisCsc(ConfigurableCsc):
 
     # -- autonomous processing: what the dispatcher asks of the CSC --
 
-    @property
-    def n_workers(self) -> int:
-        """Workers (threads) of the pool."""
-        return self.job_manager.slots if self.job_manager is not None else 0
-
-    def fan_out(self, pipeline: str) -> str:
-        """How autonomous mode splits an image for a pipeline.
-
-        ``"visit"``: one job per detector and a gather (`Pipeline.per_detector`); ``"detector"``:
-        one job per detector, no gather (`Pipeline.detector_parallel`); ``"image"``: one job. An
-        unknown name is ``"image"``, left to `make_jobs`, whose error names the known pipelines.
-        """
-        try:
-            spec = self.registry.get(pipeline)
-        except ValueError:
-            return "image"
-        return "visit" if spec.per_detector else "detector" if spec.detector_parallel else "image"
-
-    def make_jobs(
-        self, pipeline: str, data_id: dict[str, Any], trigger: Trigger, priority: int
-    ) -> tuple[list[Job], VisitGather | None]:
-        """Jobs of one pipeline on one data id, validated as processData's are."""
-        request = types.SimpleNamespace(dataId=json.dumps(data_id), pipeline=pipeline, config="")
-        jobs, visit = self._make_jobs(request, trigger)
-        for job in jobs:
-            job.priority = priority
-        return jobs, visit
-
-    def _job_maker(self, name: str, override: dict[str, Any], trigger: Trigger) -> tuple[Pipeline, Callable[..., Job]]:
-        """A requestable pipeline and a maker of its jobs, with the configuration validated once.
-
-        ``job(data_id, **fields)`` makes one job; ``fields`` are other `Job` fields (priority, inputs).
-
-        Raises
-        ------
-        ExpectedError
-            Unknown or CSC-internal pipeline, or a configuration the pipeline rejects.
-        """
-        assert self.config is not None
-        config = self.config
-        try:
-            pipeline = self.registry.get(name)
-        except ValueError as e:
-            raise ExpectedError(str(e)) from None
-        if pipeline.internal:
-            raise ExpectedError(f"pipeline {pipeline.name!r} is run by the CSC itself; it cannot be requested")
-        defaults = config.pipelines.get(pipeline.name, {})
-        try:
-            validated = pipeline.make_config(defaults.get("config", {}), override)
-        except ValueError as e:
-            raise ExpectedError(str(e)) from None
-        time_limit = float(defaults.get("time_limit", config.default_time_limit))
-
-        def job(data_id: DataId, **fields: Any) -> Job:
-            return Job(
-                job_id=new_job_id(),
-                pipeline=pipeline.name,
-                data_id=data_id,
-                config=validated.model_dump(mode="json"),
-                trigger=trigger,
-                time_limit=time_limit,
-                submit_time=current_tai(),
-                **fields,
-            )
-
-        return pipeline, job
-
-    def make_file_jobs(
-        self, pipeline: str, image_name: str, path: pathlib.Path, trigger: Trigger, priority: int
-    ) -> list[Job]:
-        """The job of one pipeline on a generator's file (announced by largeFileObjectAvailable).
-
-        A file has no detectors: a per-detector pipeline runs once on the whole file, with no
-        visit to gather.
-
-        Parameters
-        ----------
-        pipeline : `str`
-            Pipeline name.
-        image_name : `str`
-            The file's announced id (a plain name: see `check_file_id`).
-        path : `pathlib.Path`
-            The file, already checked to be under the file root.
-        trigger : `Trigger`
-        priority : `int`
-
-        Raises
-        ------
-        ExpectedError
-            Unknown or internal pipeline, or an id that is not a plain name.
-        """
-        try:
-            check_file_id(image_name)
-        except ValueError as e:
-            raise ExpectedError(str(e)) from None
-        _, job = self._job_maker(pipeline, {}, trigger)
-        # The file's id goes in as obsid: DataId.obsid is "the image name", what Job.image_name,
-        # jobResult.imageName and the results database show, and jobResult.dataId then reads
-        # {"obsid": "GC101_O_20251115_000001"}, which is true of the file (groupId would claim a
-        # timestamp). The id is checked to be a plain name because it also names the job's product
-        # directory. Nothing reads raws by this obsid: the job's inputs are set here, so
-        # _resolve_inputs returns them without asking the raw store.
-        return [job(DataId(self.instrument.name, obsid=image_name), priority=priority, inputs=[str(path)])]
-
     def submit_jobs(self, jobs: list[Job], visit: VisitGather | None, *, ignore_limit: bool) -> None:
-        """Queue jobs (and their visit's gather)."""
+        """Queue jobs (and their visit's gather), each recorded as queued in the results database.
+
+        Raises
+        ------
+        ExpectedError
+            The queue is full (and ``ignore_limit`` is false).
+        """
         if visit is not None:
             assert self.gatherer is not None
             self.gatherer.add(visit)
         for job in jobs:
             self._submit(job, ignore_limit=ignore_limit)
             self._record_submitted(job)
-
-    def queued_jobs(self) -> list[Job]:
-        return self.job_manager.queued_jobs() if self.job_manager is not None else []
-
-    def running_jobs(self) -> list[Job]:
-        return self.job_manager.running_jobs() if self.job_manager is not None else []
-
-    async def abort_job(self, job_id: str, reason: str) -> None:
-        """Abort a job if it is still queued or running (it gets its jobResult with the reason)."""
-        if self.job_manager is None:
-            return
-        try:
-            await self.job_manager.abort(job_id, reason=reason)
-        except (KeyError, ValueError):
-            pass  # it ended meanwhile
 
     def publish_selection(self, selection: Selection, n_workers: int) -> None:
         """Announce the detectors chosen for an image when they differ from the last image's."""
@@ -796,25 +643,9 @@ class RapidAnalysisCsc(ConfigurableCsc):
             self.log.info("Focal plane (automatic, %d workers): %s", n_workers, selection.reason)
 
     async def image_kind(self, arrival: ImageArrival) -> str:
-        """Science, dispersed (LATISS, from the raw's GRATING) or calibration (from the image type).
-
-        Raises
-        ------
-        Exception
-            When the raw it needs never arrives complete within ``raw_wait_timeout``
-            (`MissingRawError`) or its header is unreadable; the dispatcher then reports the image
-            with `image_failed`.
-        """
-        img_type = arrival.img_type
-        if img_type and (self.instrument.name != "LATISS" or img_type.strip().upper() in CALIBRATION_TYPES):
-            return image_kind_of(self.instrument.name, img_type)
-        # LATISS (and file announcements without a type): the raw's header says.
-        assert self.raw_store is not None and self.config is not None
-        data_id = parse_data_id(json.dumps({"obsid": arrival.image_name}), self.instrument)
-        detector = self.instrument.science_detectors[0].id
-        found = await self.raw_store.wait_for(data_id, (detector,), timeout=self.config.raw_wait_timeout)
-        header = await asyncio.get_running_loop().run_in_executor(None, read_primary_header, found[detector])
-        return image_kind_of(self.instrument.name, img_type or header.get("IMGTYPE"), header.get("GRATING"))
+        """Science, dispersed or calibration (`InputResolver.image_kind`); raises when it cannot be told."""
+        assert self.inputs is not None
+        return await self.inputs.image_kind(arrival)
 
     async def image_failed(self, arrival: ImageArrival, exit_code: int, reason: str) -> None:
         """The one jobResult and results-database row of an image that got no job (see `image_kind`).
@@ -845,69 +676,6 @@ class RapidAnalysisCsc(ConfigurableCsc):
         await self._publish_job(job)
 
     # -- job plumbing --
-
-    async def _resolve_inputs(self, job: Job) -> list[str]:
-        if job.inputs:  # set by the CSC itself (a gather's inputs, a generator's file)
-            return job.inputs
-        pipeline = self.registry.get(job.pipeline)
-        if not getattr(pipeline, "requires_inputs", True):
-            return []
-        if pipeline.needs_mount_telemetry:
-            return await self._mount_inputs(job)
-        assert self.raw_store is not None and self.config is not None
-        # No detectors named: the science detectors (guiders and wavefront sensors are not raws
-        # for these pipelines, and waiting for them would always run into the timeout).
-        detectors = job.data_id.detectors or tuple(d.id for d in self.instrument.science_detectors)
-        try:
-            found = await self.raw_store.wait_for(job.data_id, detectors, timeout=self.config.raw_wait_timeout)
-        except MissingRawError as e:
-            raise ValueError(str(e)) from None
-        return [str(found[detector]) for detector in sorted(found)]
-
-    async def _mount_inputs(self, job: Job) -> list[str]:
-        """One raw of the exposure, and the exposure window of the received mount telemetry as a file."""
-        assert self.raw_store is not None and self.config is not None
-        # Any detector's header gives the window: the first named, else the witness detector.
-        detectors = job.data_id.detectors[:1] if job.data_id.detectors else (self._witness_detector(),)
-        try:
-            found = await self.raw_store.wait_for(job.data_id, detectors, timeout=self.config.raw_wait_timeout)
-        except MissingRawError as e:
-            raise ValueError(str(e)) from None
-        raw = found[detectors[0]]
-        loop = asyncio.get_running_loop()
-        try:
-            window = await loop.run_in_executor(None, read_exposure_window, raw)
-        except PipelineError as e:
-            raise ValueError(str(e)) from None
-        if window.img_type in ("BIAS", "DARK", "FLAT") or self.mount_listener is None or self.mount_buffer is None:
-            return [str(raw)]  # the pipeline says why it skips a calibration frame
-        margin = float(job.config.get("window_margin", 1.0))
-        covered = await self.mount_listener.wait_until_covered(window.end + margin, self.config.mount_telemetry_wait)
-        if not covered:
-            self.log.warning(
-                "Mount telemetry for %s covers only up to %.1f s before the end of its window; analysing what there is",
-                window.image_name,
-                window.end + margin - self.mount_listener.covered_until(),
-            )
-        path = pathlib.Path(self._output_dir_for(job)) / "mount_telemetry.ecsv"
-        # The window is taken here, on the event loop, where DDS callbacks append to the buffer:
-        # reading it from the writer thread raced with them ("deque mutated during iteration").
-        tables = self.mount_buffer.window_tables(window.begin, window.end, margin)
-
-        def write() -> None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_telemetry_file(path, tables)
-
-        await loop.run_in_executor(None, write)
-        return [str(raw), str(path)]
-
-    def _witness_detector(self) -> int:
-        """The detector whose raw stands for the exposure (LSSTCam R22_S11, ComCam S11, LATISS 0)."""
-        by_name = self.instrument.by_name
-        for name in ("R22_S11",):
-            if name in by_name:
-                return by_name[name].id
-        return self.instrument.science_detectors[0].id
 
     def _output_dir_for(self, job: Job) -> str:
         assert self.config is not None
@@ -985,27 +753,9 @@ class RapidAnalysisCsc(ConfigurableCsc):
             )
         if self.job_manager is None or not visit.gather_pipeline:
             return
-        pipeline = self.registry.get(visit.gather_pipeline)
-        defaults = self.config.pipelines.get(pipeline.name, {})
-        job = Job(
-            job_id=new_job_id(),
-            pipeline=pipeline.name,
-            data_id=parse_data_id(json.dumps({"obsid": visit.image_name}), self.instrument),
-            config=pipeline.make_config(defaults.get("config", {})).model_dump(mode="json"),
-            trigger=visit.trigger,
-            time_limit=float(defaults.get("time_limit", self.config.default_time_limit)),
-            submit_time=current_tai(),
-            priority=1,  # a visit's answer goes before more detector work
-        )
-        description = {
-            "imageName": visit.image_name,
-            "instrument": self.instrument.name,
-            "expected": list(visit.expected),
-            "detectors": [visit.rows[d] for d in sorted(visit.rows)],
-            "failed": {str(d): reason for d, reason in sorted(visit.failed.items())},
-            "partial": partial,
-            "regather": regather,
-        }
+        assert self.job_maker is not None
+        job = self.job_maker.gather_job(visit)
+        description = self.job_maker.gather_description(visit, partial, regather)
         output_dir = pathlib.Path(self._output_dir_for(job))
         visit_file = output_dir / "visit.json"
 

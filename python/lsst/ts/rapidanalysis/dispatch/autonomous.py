@@ -48,6 +48,11 @@ not a plain name or a pipeline that cannot be queued is one WARNING line naming 
 generator and why ("dropped: ..."), and is counted (`AutonomousDispatcher.n_dropped_files`).
 ``largeFileObjectAvailable`` of the instrument's own images is handled as its ``endReadout`` (the
 first of the two is processed, the other ignored).
+
+Jobs are made by the `JobMaker` (`lsst.ts.rapidanalysis.dispatch.job_maker`), by the same rule
+as ``processData``'s, split over the selected detectors or not as each pipeline declares; they are
+queued through the host (`DispatcherHost.submit_jobs`, which records them and registers the visit
+to gather), and the queue is read and jobs are aborted through the `JobManager` directly.
 """
 
 from __future__ import annotations
@@ -58,9 +63,8 @@ import dataclasses
 import json
 import logging
 import pathlib
-import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 from ..data.camera import Instrument
@@ -69,6 +73,8 @@ from ..data.image_listener import ImageArrival
 from ..data.raw_store import RawStore
 from .focal_plane import FocalPlaneSelector, Selection, ThroughputModel, WorkerMode, spread_order
 from .gather import VisitGather
+from .job_maker import FILE_ID_RE, JobMaker, Split, check_file_id
+from .job_manager import JobManager
 from .jobs import ExitCode, Job, JobState, Trigger
 
 __all__ = [
@@ -92,9 +98,6 @@ UNDISPATCHED_PIPELINE = "image_kind"
 #: Priorities: the newest images' jobs first, then backlog put back by murderous mode, then catch-up.
 _REQUEUED_PRIORITY = -1
 _CATCHUP_PRIORITY = -2
-#: A generator file's id names its jobs (jobResult.imageName, the database's 128-character
-#: image_name) and their product directory: a plain name, never a path.
-FILE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 #: Generator files remembered (for staleness and repeats); their jobs are long done by then.
 _FILES_REMEMBERED = 200
 _URL_SHOWN = 200
@@ -109,18 +112,6 @@ def is_instrument_obsid(image_name: str, instrument: Instrument) -> bool:
     except DataIdError:
         return False
     return True
-
-
-def check_file_id(file_id: str) -> str:
-    """Return ``file_id`` if it can name a generator's file; else raise `ValueError` saying why."""
-    if not isinstance(file_id, str) or not file_id:
-        raise ValueError("the announcement has no id (largeFileObjectAvailable.id is empty)")
-    if not FILE_ID_RE.match(file_id):
-        raise ValueError(
-            f"id {file_id[:_URL_SHOWN]!r} is not a plain name (letters, digits, '.', '_' and '-', "
-            f"starting with a letter or digit, at most 128 characters)"
-        )
-    return file_id
 
 
 def resolve_file(url: str, store: RawStore) -> pathlib.Path:
@@ -214,15 +205,11 @@ class AutonomousSettings:
 
 
 class DispatcherHost(Protocol):
-    """What the dispatcher needs from the CSC."""
+    """What the dispatcher needs from the CSC: what only the CSC can do (SAL, raws, the database).
 
-    def make_jobs(
-        self, pipeline: str, data_id: dict[str, Any], trigger: Trigger, priority: int
-    ) -> tuple[list[Job], VisitGather | None]: ...
-
-    def make_file_jobs(
-        self, pipeline: str, image_name: str, path: pathlib.Path, trigger: Trigger, priority: int
-    ) -> list[Job]: ...
+    Jobs are made by the `JobMaker` and watched, counted and aborted through the `JobManager`,
+    both given to the dispatcher directly.
+    """
 
     def submit_jobs(self, jobs: list[Job], visit: VisitGather | None, *, ignore_limit: bool) -> None: ...
 
@@ -231,17 +218,6 @@ class DispatcherHost(Protocol):
     async def image_failed(self, arrival: ImageArrival, exit_code: int, reason: str) -> None: ...
 
     def publish_selection(self, selection: Selection, n_workers: int) -> None: ...
-
-    async def abort_job(self, job_id: str, reason: str) -> None: ...
-
-    def queued_jobs(self) -> list[Job]: ...
-
-    def running_jobs(self) -> list[Job]: ...
-
-    @property
-    def n_workers(self) -> int: ...
-
-    def fan_out(self, pipeline: str) -> str: ...
 
 
 @dataclasses.dataclass
@@ -281,6 +257,12 @@ class AutonomousDispatcher:
     file_store : `RawStore`, optional
         Rooted where generator files must be (``autonomous.file_root``); None: every generator
         file is dropped, saying so.
+    job_maker : `JobMaker`, optional
+        Makes the jobs of each image and file; None: no job is made (each pipeline's dispatch
+        fails, saying so).
+    job_manager : `JobManager`, optional
+        The queue the jobs go to, for its workers and its queued and running jobs; None: no
+        workers, nothing queued or running.
     """
 
     def __init__(
@@ -291,8 +273,12 @@ class AutonomousDispatcher:
         log: logging.Logger | None = None,
         *,
         file_store: RawStore | None = None,
+        job_maker: JobMaker | None = None,
+        job_manager: JobManager | None = None,
     ) -> None:
         self.host = host
+        self.job_maker = job_maker
+        self.job_manager = job_manager
         self.selector = selector
         # The selector's model, which its automatic down-selection reads: fed here.
         self.throughput: ThroughputModel = selector.throughput
@@ -379,7 +365,7 @@ class AutonomousDispatcher:
             pass
         self._rank += 1
         self.n_images += 1
-        self.selector.n_workers = self.host.n_workers
+        self.selector.n_workers = self.n_workers
         selection = self.selector.select(arrival.image_name)
         image = _Image(arrival, self._rank, kind, selection)
         self._announce(image)
@@ -389,18 +375,9 @@ class AutonomousDispatcher:
             ImageKind.DISPERSED: self.settings.dispersed_pipelines,
             ImageKind.CALIBRATION: self.settings.calibration_pipelines,
         }[kind]
-        detectors = sorted(selection.detectors)
+        # The job maker splits each pipeline's work over the selected detectors (or not), by its one rule.
         for pipeline in pipelines:
-            data_id: dict[str, Any] = {"obsid": arrival.image_name}
-            fan_out = self.host.fan_out(pipeline)
-            if fan_out == "visit":  # the CSC makes one job per detector and the visit's gather
-                self._submit(image, pipeline, {**data_id, "detectors": detectors}, Trigger.AUTONOMOUS, 0)
-            elif fan_out == "detector":
-                # Newest job first: made in reverse spread order, so they run spread over the field.
-                for detector in reversed(spread_order(self.selector.instrument, detectors)):
-                    self._submit(image, pipeline, {**data_id, "detectors": [detector]}, Trigger.AUTONOMOUS, 0)
-            else:
-                self._submit(image, pipeline, data_id, Trigger.AUTONOMOUS, 0)
+            self._submit(image, pipeline, {"obsid": arrival.image_name}, Trigger.AUTONOMOUS, 0, selection.detectors)
         if kind == ImageKind.SCIENCE:
             image.left_out = self._imaging - set(selection.detectors)
         self.images[arrival.image_name] = image
@@ -439,7 +416,7 @@ class AutonomousDispatcher:
         failures = []
         for pipeline in self.settings.file_pipelines:
             try:
-                jobs = self.host.make_file_jobs(pipeline, arrival.image_name, path, Trigger.AUTONOMOUS, 0)
+                jobs = [self._job_maker().file_job(pipeline, arrival.image_name, str(path), Trigger.AUTONOMOUS)]
                 self.host.submit_jobs(jobs, None, ignore_limit=True)
             except Exception as e:
                 failures.append(f"{pipeline} cannot be queued: {e}")
@@ -480,13 +457,26 @@ class AutonomousDispatcher:
             reason,
         )
 
-    def _submit(self, image: _Image, pipeline: str, data_id: dict[str, Any], trigger: Trigger, priority: int) -> None:
+    def _submit(
+        self,
+        image: _Image,
+        pipeline: str,
+        data_id: dict[str, Any],
+        trigger: Trigger,
+        priority: int,
+        selected: Iterable[int] | None = None,
+    ) -> None:
         try:
-            jobs, visit = self.host.make_jobs(pipeline, data_id, trigger, priority)
-            if trigger == Trigger.CATCHUP:
-                visit = None  # a few detectors of an image already gathered: no new visit metrics
+            made = self._job_maker().make(
+                pipeline,
+                data_id,
+                trigger,
+                priority=priority,
+                selected=None if selected is None else sorted(selected),
+            )
+            jobs = made.jobs
             # Autonomous work is never refused for a full queue: the backlog bound drops older work instead.
-            self.host.submit_jobs(jobs, visit, ignore_limit=True)
+            self.host.submit_jobs(jobs, made.visit, ignore_limit=True)
         except Exception as e:
             self.log.warning("Image %s: %s not dispatched: %s", image.arrival.image_name, pipeline, e)
             return
@@ -500,7 +490,7 @@ class AutonomousDispatcher:
         key = (selection.pattern, selection.phase, frozenset(selection.detectors), selection.decided_by)
         if key != self._last_selection_key:
             self._last_selection_key = key
-            self.host.publish_selection(selection, self.host.n_workers)
+            self.host.publish_selection(selection, self.n_workers)
         n_all = len(self._imaging)
         if len(selection.detectors) < n_all:
             self.log.info(
@@ -532,7 +522,7 @@ class AutonomousDispatcher:
     def _drop_queued(self, which: Callable[[_Image], bool], reason: str) -> None:
         dropped: dict[str, int] = collections.Counter()
         deferred = 0
-        for job in self.host.queued_jobs():
+        for job in self._queued_jobs():
             old = self._image_of(job)
             if old is None or not which(old):
                 continue
@@ -540,10 +530,10 @@ class AutonomousDispatcher:
                 # Not lost: back to be caught up when the pool is next quiet.
                 old.left_out.update(job.data_id.detectors)
                 deferred += 1
-                self._spawn(self.host.abort_job(job.job_id, f"put off: {reason}; to be caught up later"))
+                self._spawn(self._abort_job(job.job_id, f"put off: {reason}; to be caught up later"))
                 continue
             dropped[old.arrival.image_name] += 1
-            self._spawn(self.host.abort_job(job.job_id, f"dropped: {reason}"))
+            self._spawn(self._abort_job(job.job_id, f"dropped: {reason}"))
         for name, count in dropped.items():
             self.n_dropped_jobs += count
             self.log.warning("Dropped %d queued job(s) of %s: %s", count, name, reason)
@@ -556,14 +546,14 @@ class AutonomousDispatcher:
         Catch-up jobs are backlog work of any image: abandoned, and their detectors left to be
         caught up again when the pool is next quiet.
         """
-        for job in self.host.running_jobs():
+        for job in self._running_jobs():
             old = self._image_of(job)
             if old is None:
                 continue
             if job.trigger == Trigger.CATCHUP:
                 old.left_out.update(job.data_id.detectors)
                 reason = "abandoned for a newer image (worker mode MURDEROUS); to be caught up later"
-                self._spawn(self.host.abort_job(job.job_id, reason))
+                self._spawn(self._abort_job(job.job_id, reason))
                 continue
             if old.rank >= new_rank - 1:
                 continue
@@ -573,17 +563,45 @@ class AutonomousDispatcher:
             self._spawn(self._requeue(job, old))
 
     async def _requeue(self, job: Job, image: _Image) -> None:
-        await self.host.abort_job(job.job_id, "abandoned for a newer image (worker mode MURDEROUS); requeued")
+        await self._abort_job(job.job_id, "abandoned for a newer image (worker mode MURDEROUS); requeued")
         data_id: dict[str, Any] = {"obsid": image.arrival.image_name}
         if job.data_id.detectors:
             data_id["detectors"] = list(job.data_id.detectors)
-        jobs, _ = self.host.make_jobs(job.pipeline, data_id, job.trigger, _REQUEUED_PRIORITY)
+        # The same jobs again (a per-detector job's visit is already being gathered).
+        jobs = self._job_maker().make(job.pipeline, data_id, job.trigger, priority=_REQUEUED_PRIORITY).jobs
         for new in jobs:
             new.config = dict(job.config)
         self.host.submit_jobs(jobs, None, ignore_limit=True)
         for new in jobs:
             image.job_ids.add(new.job_id)
             self._job_image[new.job_id] = image.arrival.image_name
+
+    # -- the job maker and the job manager --
+
+    def _job_maker(self) -> JobMaker:
+        if self.job_maker is None:
+            raise RuntimeError("no job maker (the CSC is not configured)")
+        return self.job_maker
+
+    @property
+    def n_workers(self) -> int:
+        """Workers (threads) of the pool."""
+        return self.job_manager.slots if self.job_manager is not None else 0
+
+    def _queued_jobs(self) -> list[Job]:
+        return self.job_manager.queued_jobs() if self.job_manager is not None else []
+
+    def _running_jobs(self) -> list[Job]:
+        return self.job_manager.running_jobs() if self.job_manager is not None else []
+
+    async def _abort_job(self, job_id: str, reason: str) -> None:
+        """Abort a job if it is still queued or running (it gets its jobResult with the reason)."""
+        if self.job_manager is None:
+            return
+        try:
+            await self.job_manager.abort(job_id, reason=reason)
+        except (KeyError, ValueError):
+            pass  # it ended meanwhile
 
     def _spawn(self, coroutine: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -631,12 +649,12 @@ class AutonomousDispatcher:
     def _drop_queued_files(self, names: set[str], reason: str) -> None:
         """Drop the queued jobs of these generator files (each gets its jobResult); one line per file."""
         dropped: dict[str, int] = collections.Counter()
-        for job in self.host.queued_jobs():
+        for job in self._queued_jobs():
             name = self._file_job.get(job.job_id)
             if name is None or name not in names:
                 continue
             dropped[name] += 1
-            self._spawn(self.host.abort_job(job.job_id, f"dropped: {reason}"))
+            self._spawn(self._abort_job(job.job_id, f"dropped: {reason}"))
         for name, count in dropped.items():
             self.n_dropped_jobs += count
             record = self.files[name]
@@ -648,8 +666,8 @@ class AutonomousDispatcher:
         """When images' own work has left the pool for catchup_idle_seconds, keep it fed with catch-up work."""
         if self.settings.catchup_idle_seconds <= 0:
             return
-        queued = self.host.queued_jobs()
-        running = self.host.running_jobs()
+        queued = self._queued_jobs()
+        running = self._running_jobs()
         now = time.monotonic()
         if any(job.trigger != Trigger.CATCHUP for job in queued + running):
             self._idle_since = None
@@ -659,12 +677,13 @@ class AutonomousDispatcher:
         if now - self._idle_since < self.settings.catchup_idle_seconds:
             return
         # What down-selection left out: the science pipelines that run per detector.
-        pipelines = [p for p in self.settings.science_pipelines if self.host.fan_out(p) != "image"]
+        maker = self._job_maker()
+        pipelines = [p for p in self.settings.science_pipelines if maker.split(p, Trigger.CATCHUP) != Split.IMAGE]
         if not pipelines:
             return
         # One detector per worker waiting behind the running ones: the workers never starve between
         # housekeeping ticks, and a new image finds at most that much catch-up work ahead of it.
-        room = self.host.n_workers - sum(job.trigger == Trigger.CATCHUP for job in queued)
+        room = self.n_workers - sum(job.trigger == Trigger.CATCHUP for job in queued)
         while room > 0:
             image = next((img for img in reversed(self.images.values()) if img.left_out), None)
             if image is None:
@@ -695,6 +714,6 @@ class AutonomousDispatcher:
         newest = next(reversed(self.images), None)
         return sum(
             1
-            for job in self.host.queued_jobs()
+            for job in self._queued_jobs()
             if (img := self._image_of(job)) is not None and img.arrival.image_name != newest
         )
