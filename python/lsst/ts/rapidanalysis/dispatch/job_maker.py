@@ -55,7 +55,7 @@ __all__ = [
 
 #: A generator file's id names its jobs (jobResult.imageName, the database's 128-character
 #: image_name) and their product directory: a plain name, never a path.
-FILE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+FILE_ID_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")  # \Z: "$" would pass a trailing newline
 _ID_SHOWN = 200
 #: A visit's gather runs before more detector work.
 GATHER_PRIORITY = 1
