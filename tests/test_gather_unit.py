@@ -15,6 +15,8 @@ import pytest
 from lsst.ts.rapidanalysis.data.data_id import DataId
 from lsst.ts.rapidanalysis.dispatch.gather import Gatherer, VisitGather
 from lsst.ts.rapidanalysis.dispatch.jobs import Job, JobState, Trigger
+from lsst.ts.rapidanalysis.dispatch.worker_task import JobOutcome
+from lsst.ts.rapidanalysis.pipelines.base import PipelineResult
 
 OBSID = "CC_O_20251115_000001"
 #: Short timers: far enough apart that "before" and "after" are unambiguous on a loaded machine.
@@ -45,7 +47,8 @@ def job(job_id: str, detector: int, state: JobState = JobState.SUCCEEDED, *, row
         **kw,
     )
     if state == JobState.SUCCEEDED and rows:
-        j.outcome = {"result": {"detector_metrics": [{"detector": detector, "nStars": 10 + detector}]}}
+        metrics = [{"detector": detector, "nStars": 10 + detector}]
+        j.outcome = JobOutcome("succeeded", 0, result=PipelineResult(detector_metrics=metrics))
     return j
 
 
@@ -197,7 +200,7 @@ async def test_success_without_metrics_is_a_failed_detector_saying_why(rec: Reco
     v = visit((4,))
     g.add(v)
     skipped = job_of(v, 4, rows=False)
-    skipped.outcome = {"result": {"skipped": "CWFS image: defocused"}}
+    skipped.outcome = JobOutcome("succeeded", 0, result=PipelineResult(skipped="CWFS image: defocused"))
     g.job_done(skipped)
     await settle()
     assert v.rows == {} and v.failed == {4: "CWFS image: defocused"}
@@ -211,7 +214,7 @@ async def test_summary_metrics_and_binned_image_are_kept(rec: Recorder) -> None:
     g.add(v)
     j = job_of(v, 0)
     summary = {"detectors": [{"metrics": {"detector": 0, "band": "r"}, "binnedImage": "/out/0.fits"}]}
-    j.outcome["result"]["summary"] = summary
+    j.result.summary = summary
     g.job_done(j)
     assert v.rows == {0: {"detector": 0, "band": "r"}} and v.binned == {0: "/out/0.fits"}
     await g.stop()

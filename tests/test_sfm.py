@@ -214,15 +214,15 @@ def test_bias_is_skipped(root: pathlib.Path) -> None:
 def test_pipeline_result_feeds_the_interface(root: pathlib.Path, nominal: pathlib.Path) -> None:
     assert "sfm" in PipelineRegistry().names
     outcome = run_job("job-sfm", "sfm", [str(nominal)], {}, str(root / "job-sfm"), simulation_mode=False, in_dask=False)
-    assert outcome["status"] == "succeeded", outcome["message"]
-    result = outcome["result"]
-    (sample,) = result["telemetry"]
-    assert sample["topic"] == "sfmDetectorMetrics"
+    assert outcome.status == "succeeded" and outcome.result is not None, outcome.message
+    result = outcome.result
+    (sample,) = result.telemetry
+    assert sample.topic == "sfmDetectorMetrics"
     topic = load_component_info("RapidAnalysis").topics["sfmDetectorMetrics"]
-    assert set(sample["fields"]) == {field.name for field in topic.fields}
-    assert sample["fields"]["imageName"] == _obsid(1)
-    assert result["detector_metrics"][0]["detector"] == DETECTOR
-    binned_path = pathlib.Path(result["summary"]["detectors"][0]["binnedImage"])
+    assert set(sample.fields) == {field.name for field in topic.fields}
+    assert sample.fields["imageName"] == _obsid(1)
+    assert result.detector_metrics[0]["detector"] == DETECTOR
+    binned_path = pathlib.Path(result.summary["detectors"][0]["binnedImage"])
     binned = fits.getdata(binned_path)
     assert binned.shape == (2002 // 8, 2048 // 8)
     assert fits.getheader(binned_path)["DETECTOR"] == DETECTOR

@@ -136,18 +136,18 @@ class Gatherer:
         if visit is None:
             return False
         detector = visit.job_ids[job.job_id]
-        result = job.outcome.get("result") or {}
-        rows = result.get("detector_metrics") or []
+        result = job.result
+        rows = result.detector_metrics
         if job.state == JobState.SUCCEEDED and rows:
             visit.rows[detector] = rows[0]
-            for summary in result.get("summary", {}).get("detectors", []):
+            for summary in result.summary.get("detectors", []):
                 # The summary's metrics also hold the text fields (band, detector name).
                 if isinstance(summary.get("metrics"), dict):
                     visit.rows[detector] = summary["metrics"]
                 if summary.get("binnedImage"):
                     visit.binned[detector] = summary["binnedImage"]
         else:
-            visit.failed[detector] = job.error_report or result.get("skipped") or job.state.value
+            visit.failed[detector] = job.error_report or result.skipped or job.state.value
         if visit.first_done is None:
             visit.first_done = time.monotonic()
             if not visit.complete:

@@ -19,7 +19,7 @@ from distributed.scheduler import KilledWorker
 from ..sal.tai import current_tai
 from .jobs import ExitCode, Job, JobState
 from .pool import WorkerPool
-from .worker_task import abort_event_name, run_job
+from .worker_task import JobOutcome, abort_event_name, run_job
 
 __all__ = ["JobManager", "QueueFullError"]
 
@@ -336,14 +336,12 @@ class JobManager:
                     job, JobState.TIMED_OUT, ExitCode.TIMED_OUT, f"timed out after {job.time_limit:g} s (time limit)"
                 )
                 return
-            outcome = waiter.result()
+            outcome: JobOutcome = waiter.result()
             job.outcome = outcome
-            job.start_time = outcome.get("start_time", job.start_time)
-            state = {"succeeded": JobState.SUCCEEDED, "aborted": JobState.ABORTED}.get(
-                outcome["status"], JobState.FAILED
-            )
-            message = job.error_report if state == JobState.ABORTED and job.error_report else outcome["message"]
-            await self._finish(job, state, outcome["exit_code"], message, outcome.get("end_time"))
+            job.start_time = outcome.start_time or job.start_time
+            state = {"succeeded": JobState.SUCCEEDED, "aborted": JobState.ABORTED}.get(outcome.status, JobState.FAILED)
+            message = job.error_report if state == JobState.ABORTED and job.error_report else outcome.message
+            await self._finish(job, state, outcome.exit_code, message, outcome.end_time or None)
         except FutureCancelledError as e:
             if job.error_report:
                 # Cancelled by abort(): the reason is already in error_report.

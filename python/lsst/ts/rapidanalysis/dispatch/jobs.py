@@ -7,13 +7,16 @@ import enum
 import itertools
 import json
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..data.data_id import DataId
 
 # Defined with the pipeline contract, which pipelines can import (dispatch depends on pipelines,
 # not the reverse); re-exported here for the CSC and dispatch.
-from ..pipelines.base import ExitCode
+from ..pipelines.base import ExitCode, PipelineResult
+
+if TYPE_CHECKING:
+    from .worker_task import JobOutcome
 
 __all__ = ["Job", "JobState", "Trigger", "new_job_id", "FINAL_STATES", "ExitCode"]
 
@@ -82,7 +85,9 @@ class Job:
     end_time: float = 0.0
     exit_code: int = 0
     error_report: str = ""
-    outcome: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: How the pipeline run ended on its worker (None if it never ended there: aborted while
+    #: queued, timed out, its worker lost).
+    outcome: JobOutcome | None = None
     inputs: list[str] = dataclasses.field(default_factory=list)
     #: What of the job's results could not be published as it was, and why (one sentence each).
     publication: list[str] = dataclasses.field(default_factory=list)
@@ -107,20 +112,25 @@ class Job:
         """Sort key: highest priority first, then newest first."""
         return (-self.priority, -self.sequence)
 
+    @property
+    def result(self) -> PipelineResult:
+        """What the pipeline returned; empty if it returned nothing (it failed, or never ran)."""
+        if self.outcome is None or self.outcome.result is None:
+            return PipelineResult()
+        return self.outcome.result
+
     def result_json(self) -> str:
         """The jobResult.result JSON: the pipeline's summary, metrics and products.
 
         With ``publication`` when something of the job's results could not be published as it
         was. Never raises: a result that cannot be encoded is replaced by a note saying why.
         """
-        result = self.outcome.get("result") if isinstance(self.outcome, dict) else None
-        result = result if isinstance(result, dict) else {}
-        products = result.get("products") or []
+        result = self.result
         out: dict[str, Any] = {
-            "skipped": result.get("skipped", ""),
-            "summary": result.get("summary", {}),
-            "metrics": result.get("metrics", {}),
-            "products": [p.get("path", "") if isinstance(p, dict) else str(p) for p in products],
+            "skipped": result.skipped,
+            "summary": result.summary,
+            "metrics": result.metrics,
+            "products": [product.path for product in result.products],
         }
         if self.publication:
             out["publication"] = list(self.publication)

@@ -1,26 +1,56 @@
 """What runs inside a Dask worker: one pipeline on its inputs, every outcome turned into data.
 
-The function never raises for a pipeline's own failure; it returns a plain dict (picklable and
-independent of our classes' versions) with ``status`` in succeeded/failed/aborted. Only a dead
-worker or a cancelled task is seen as an exception by the CSC.
+The function never raises for a pipeline's own failure; it returns a `JobOutcome` with ``status``
+succeeded, failed or aborted, and the pipeline's `PipelineResult` reduced to JSON-able data (what
+the CSC publishes). Only a dead worker or a cancelled task is seen as an exception by the CSC.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import pathlib
 import time
 import traceback
-from typing import Any
+from typing import Any, Literal
 
-from ..pipelines.base import ExitCode, JobAborted, PipelineContext, PipelineError
+from ..pipelines.base import ExitCode, JobAborted, PipelineContext, PipelineError, PipelineResult
 from ..pipelines.registry import PipelineRegistry
 from ..sal.tai import current_tai
 
-__all__ = ["run_job", "abort_event_name"]
+__all__ = ["JobOutcome", "run_job", "abort_event_name"]
 
 # How often, at most, a pipeline's abort check asks the scheduler (each ask is a round trip).
 _ABORT_POLL_INTERVAL = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class JobOutcome:
+    """How a job's pipeline run ended, as the worker saw it.
+
+    Attributes
+    ----------
+    status : `str`
+        ``succeeded``, ``failed`` (the pipeline raised) or ``aborted`` (it saw the abort flag).
+    exit_code : `int`
+        jobResult.exitCode: an `ExitCode` member, or a pipeline's own non-zero code.
+    message : `str`
+        Why it failed or was aborted; empty on success.
+    start_time, end_time : `float`
+        TAI when the pipeline started and ended on the worker.
+    result : `PipelineResult` or None
+        What the pipeline returned (None unless it succeeded).
+    traceback : `str`
+        The traceback of a crash (an exception that is not a `PipelineError`).
+    """
+
+    status: Literal["succeeded", "failed", "aborted"]
+    exit_code: int
+    message: str = ""
+    start_time: float = 0.0
+    end_time: float = 0.0
+    result: PipelineResult | None = None
+    traceback: str = ""
 
 
 def abort_event_name(job_id: str) -> str:
@@ -64,7 +94,7 @@ def run_job(
     output_dir: str,
     simulation_mode: bool,
     in_dask: bool = True,
-) -> dict[str, Any]:
+) -> JobOutcome:
     """Run one job's pipeline; return its outcome.
 
     Parameters
@@ -86,18 +116,10 @@ def run_job(
 
     Returns
     -------
-    outcome : `dict`
-        ``status`` (succeeded/failed/aborted), ``exit_code``, ``message``, ``traceback``,
-        ``result`` (a PipelineResult as a dict), ``start_time``, ``end_time`` (TAI).
+    outcome : `JobOutcome`
+        How it ended, with the pipeline's result if it succeeded.
     """
     start = current_tai()
-    outcome: dict[str, Any] = {
-        "start_time": start,
-        "exit_code": ExitCode.SUCCESS,
-        "message": "",
-        "traceback": "",
-        "result": None,
-    }
     try:
         pipeline_cls = _registry(simulation_mode).get(pipeline)
         pipeline_config = pipeline_cls.make_config(config)
@@ -105,17 +127,20 @@ def run_job(
             job_id, pathlib.Path(output_dir), is_cancelled=_abort_checker(job_id) if in_dask else None
         )
         result = pipeline_cls().run([pathlib.Path(p) for p in inputs], pipeline_config, context)
-        outcome.update(status="succeeded", result=result.model_dump(mode="json"))
+        # Validated and reduced to JSON-able values here, where a bad result is the pipeline's crash
+        # (with its traceback), not a publishing failure in the CSC.
+        plain = PipelineResult.model_validate(result.model_dump(mode="json"))
+        return JobOutcome("succeeded", ExitCode.SUCCESS, start_time=start, end_time=current_tai(), result=plain)
     except JobAborted as e:
-        outcome.update(status="aborted", exit_code=ExitCode.ABORTED, message=str(e))
+        return JobOutcome("aborted", ExitCode.ABORTED, str(e), start, current_tai())
     except PipelineError as e:
-        outcome.update(status="failed", exit_code=e.exit_code, message=str(e))
+        return JobOutcome("failed", e.exit_code, str(e), start, current_tai())
     except Exception as e:
-        outcome.update(
-            status="failed",
-            exit_code=ExitCode.CRASHED,
-            message=f"pipeline {pipeline} crashed: {type(e).__name__}: {e}",
+        return JobOutcome(
+            "failed",
+            ExitCode.CRASHED,
+            f"pipeline {pipeline} crashed: {type(e).__name__}: {e}",
+            start,
+            current_tai(),
             traceback=traceback.format_exc(),
         )
-    outcome["end_time"] = current_tai()
-    return outcome

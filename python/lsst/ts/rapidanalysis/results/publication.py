@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..dispatch.jobs import Job
+    from ..pipelines.base import Product, TelemetrySample
     from .database import ResultsDatabase
     from .writer import ResultsWriter
 
@@ -47,7 +48,7 @@ __all__ = ["JobPublisher", "PublishError", "TRUNCATION_NOTE", "finite_or_zero", 
 CSC_TELEMETRY = ("poolStatus",)
 
 #: A product file of a job: (the pipeline's product entry, its path, its size, its md5).
-_ProductFile = tuple[dict, pathlib.Path, int, str]
+_ProductFile = tuple["Product", pathlib.Path, int, str]
 
 #: What a shortened string ends with; ``{n}`` is the original length in bytes (UTF-8).
 TRUNCATION_NOTE = "…(truncated, {n} bytes)"
@@ -232,15 +233,12 @@ class JobPublisher:
             The results database (None: not open, which is reported).
         """
         problems: list[str] = []
-        result = job.outcome.get("result") if isinstance(job.outcome, dict) else None
-        result = result if isinstance(result, dict) else {}
-        image_name = result.get("image_name") or job.image_name
-        if not isinstance(image_name, str):
-            image_name = job.image_name
-        products = await self._read_products(result, problems)
-        recorded = await self._record(job, results, image_name, result, products, problems)
+        result = job.result
+        image_name = result.image_name or job.image_name
+        products = await self._read_products(result.products, problems)
+        recorded = await self._record(job, results, image_name, products, problems)
         self._announce_products(job, products, problems)
-        self._write_telemetry(result, problems)
+        self._write_telemetry(result.telemetry, problems)
         if problems:
             job.publication = problems
             self.log.warning(
@@ -255,15 +253,15 @@ class JobPublisher:
                     self.log.error("Job %s: could not record what was not published: %r", job.job_id, e)
         self._write_job_result(job, image_name)
 
-    async def _read_products(self, result: dict, problems: list[str]) -> list[_ProductFile]:
+    async def _read_products(self, declared: list[Product], problems: list[str]) -> list[_ProductFile]:
         """The job's product files that can be read: (product, path, size, md5); others are problems."""
         loop = asyncio.get_running_loop()
         products = []
-        for product in result.get("products") or []:
-            if not isinstance(product, dict) or not isinstance(product.get("path"), str):
+        for product in declared:
+            if not product.path:
                 problems.append(f"product {product!r:.120} not published: it has no path")
                 continue
-            path = pathlib.Path(product["path"])
+            path = pathlib.Path(product.path)
             try:
                 size, checksum = await loop.run_in_executor(None, _size_and_checksum, path)
             except OSError as e:
@@ -277,7 +275,6 @@ class JobPublisher:
         job: Job,
         results: ResultsWriter | None,
         image_name: str,
-        result: dict,
         products: list[_ProductFile],
         problems: list[str],
     ) -> bool:
@@ -292,14 +289,14 @@ class JobPublisher:
         writes: list[tuple[str, Callable[[ResultsDatabase], Any]]] = [
             ("the job's row", functools.partial(_call, "record_job", **self.job_row(job, image_name)))
         ]
-        if result:
+        if job.outcome is not None and job.outcome.result is not None:
             metrics = functools.partial(
                 _call,
                 "record_metrics",
                 job_id=job.job_id,
                 image_name=image_name,
-                metrics=result.get("metrics") or {},
-                detector_metrics=result.get("detector_metrics") or [],
+                metrics=job.result.metrics,
+                detector_metrics=job.result.detector_metrics,
             )
             writes.append(("its metrics", metrics))
         for product, path, size, checksum in products:
@@ -310,10 +307,10 @@ class JobPublisher:
                 image_name=image_name,
                 path=str(path),
                 url=self.product_url(path),
-                mime_type=str(product.get("mime_type", "")),
+                mime_type=product.mime_type,
                 byte_size=size,
                 checksum=checksum,
-                description=str(product.get("description", "")),
+                description=product.description,
             )
             writes.append((f"product {path.name}", row))
         futures: list[asyncio.Future] = []
@@ -340,7 +337,7 @@ class JobPublisher:
                 version=1.0,
                 byteSize=size,
                 checkSum=checksum,
-                mimeType=str(product.get("mime_type", "")),
+                mimeType=product.mime_type,
                 id=job.job_id,
             )
             try:
@@ -350,11 +347,11 @@ class JobPublisher:
                 continue
             problems.extend(f"product {path.name}: {note} (the results database has it whole)" for note in notes)
 
-    def _write_telemetry(self, result: dict, problems: list[str]) -> None:
+    def _write_telemetry(self, samples: list[TelemetrySample], problems: list[str]) -> None:
         """The telemetry samples the pipeline returned; each bad one is rejected alone."""
         allowed = [name for name in self.controller.salinfo.telemetry_names if name not in CSC_TELEMETRY]
-        for sample in result.get("telemetry") or []:
-            name = sample.get("topic") if isinstance(sample, dict) else None
+        for sample in samples:
+            name = sample.topic
             if name in CSC_TELEMETRY:
                 problems.append(
                     f"telemetry {name} rejected: it is the CSC's own topic; pipelines may write {', '.join(allowed)}"
@@ -365,7 +362,7 @@ class JobPublisher:
                 continue
             topic = getattr(self.controller, f"tel_{name}")
             try:
-                problems.extend(write_sample(topic, sample.get("fields"), force_output=None, what=f"telemetry {name}"))
+                problems.extend(write_sample(topic, sample.fields, force_output=None, what=f"telemetry {name}"))
             except PublishError as e:
                 problems.append(str(e))
 
