@@ -14,6 +14,7 @@ from .controller import Controller
 from .enums import State
 from .errors import ExpectedError
 from .remote import Remote
+from .topics import ControllerEvent
 
 __all__ = ["BaseCsc", "HEARTBEAT_INTERVAL", "DUPLICATE_CHECK_TIME"]
 
@@ -93,6 +94,14 @@ class BaseCsc(Controller):
     enable_cmdline_state = False
     version = "?"
     heartbeat_interval = HEARTBEAT_INTERVAL
+
+    # Generic topics of every CSC: made by `Controller` from the interface, declared here for
+    # type checkers.
+    evt_errorCode: ControllerEvent
+    evt_heartbeat: ControllerEvent
+    evt_simulationMode: ControllerEvent
+    evt_softwareVersions: ControllerEvent
+    evt_summaryState: ControllerEvent
 
     def __init__(
         self,

@@ -19,6 +19,7 @@ import yaml
 from .base_csc import BaseCsc
 from .enums import State
 from .errors import ExpectedError
+from .topics import ControllerEvent
 
 __all__ = ["ConfigurableCsc", "hierarchical_update", "read_config_files", "schema_version_of"]
 
@@ -144,6 +145,10 @@ class ConfigurableCsc(BaseCsc, abc.ABC):
     check_if_duplicate, initial_state, override, simulation_mode, allow_missing_callbacks
         As `BaseCsc`.
     """
+
+    # Generic topics of a configurable CSC (made by `Controller`; declared for type checkers).
+    evt_configurationApplied: ControllerEvent
+    evt_configurationsAvailable: ControllerEvent
 
     def __init__(
         self,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .domain import Domain
 from .sal_info import SalInfo
@@ -80,6 +80,12 @@ class Controller:
         self._log_handler: SalLogHandler | None = None
         self.done_task: asyncio.Future = asyncio.get_running_loop().create_future()
         self.start_task = asyncio.create_task(self.start())
+
+    if TYPE_CHECKING:
+        # The topic attributes (cmd_<name>, evt_<name>, tel_<name>) are made at run time from
+        # the component's interface, so a type checker cannot know them. Subclasses that know
+        # their interface may declare them (see `BaseCsc`).
+        def __getattr__(self, name: str) -> Any: ...
 
     def _check_callbacks(self, allow_missing: bool) -> None:
         command_names = set(self.salinfo.command_names)

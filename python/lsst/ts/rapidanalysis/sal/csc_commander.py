@@ -258,6 +258,7 @@ class CscCommander:
         args = parser.parse_args()
         if index is True or (isinstance(index, type) and issubclass(index, enum.IntEnum)):
             index = args.index
+        assert not isinstance(index, type)  # an IntEnum class was replaced by the index parsed
         commander = cls(index=index, enable=args.enable, **kwargs)
         try:
             await commander.start()

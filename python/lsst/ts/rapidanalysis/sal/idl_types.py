@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-from typing import Any
+from typing import Any, cast
 
 from cyclonedds.idl import IdlMeta, IdlStruct, types
 from cyclonedds.idl._machinery import StringMachine
@@ -39,21 +39,24 @@ _ZERO: dict[str, Any] = {"boolean": False, "float": 0.0, "double": 0.0, "string"
 
 
 def _annotation(field: FieldInfo) -> Any:
+    # cyclonedds' bounded_str and array make annotations with __class_getitem__, which mypy
+    # understands only through cyclonedds' own mypy plugin.
     if field.idl_type == "string":
-        return types.bounded_str[field.str_length] if field.str_length else str
+        return types.bounded_str[field.str_length] if field.str_length else str  # type: ignore[misc]
     scalar = _SCALAR_TYPES[field.idl_type]
-    return types.array[scalar, field.count] if field.count > 1 else scalar
+    return types.array[scalar, field.count] if field.count > 1 else scalar  # type: ignore[misc]
 
 
-def _default(field: FieldInfo) -> dataclasses.Field:
+def _default(field: FieldInfo) -> dataclasses.Field[Any]:
+    # typeshed types field() as the field's value (for use in a class body); it is a Field.
     zero = _ZERO.get(field.idl_type, 0)
     if field.count > 1:
-        return dataclasses.field(default_factory=lambda: [zero] * field.count)
-    return dataclasses.field(default=zero)
+        return cast(dataclasses.Field[Any], dataclasses.field(default_factory=lambda: [zero] * field.count))
+    return cast(dataclasses.Field[Any], dataclasses.field(default=zero))
 
 
 def _tolerant_deserialize_key(
-    cls: type, data: bytes, has_header: bool = True, use_version_2: bool | None = None
+    cls: type[IdlStruct], data: bytes, has_header: bool = True, use_version_2: bool | None = None
 ) -> Any:
     """Key of an invalid sample (a writer went away), or None if Cyclone cannot decode it.
 
@@ -62,7 +65,13 @@ def _tolerant_deserialize_key(
     SAL layer drops invalid samples anyway, so the key does not matter.
     """
     try:
-        return cls.__idl__.deserialize_key(data, has_header=has_header, use_version_2=use_version_2)
+        # IDL.deserialize_key takes None (its annotation, "bool = None", omits it), as does
+        # the IdlStruct.deserialize_key this replaces.
+        return cls.__idl__.deserialize_key(
+            data,
+            has_header=has_header,
+            use_version_2=use_version_2,  # type: ignore[arg-type]
+        )
     except Exception:
         return None
 
@@ -85,7 +94,7 @@ class _TolerantStringMachine(StringMachine):
         return data.decode("utf-8", "surrogateescape")
 
 
-def _tolerate_bad_strings(cls: type) -> None:
+def _tolerate_bad_strings(cls: type[IdlStruct]) -> None:
     """Make every string field of ``cls`` decode with `_TolerantStringMachine`."""
     idl = cls.__idl__
     idl.populate()
@@ -160,16 +169,19 @@ def get_topic_type(info: TopicInfo, indexed: bool) -> TopicType:
     fields = _all_fields(info, indexed)
     # Like cyclonedds.idl.make_idl_struct, plus a default for every field.
     bases = (IdlStruct,)
-    namespace = IdlMeta.__prepare__(type_name, bases, typename=f"{info.component}::{type_name}")
+    # IdlMeta.__prepare__ is typed as returning a Mapping; it is the dict type.__prepare__ makes.
+    namespace = cast(dict[str, Any], IdlMeta.__prepare__(type_name, bases, typename=f"{info.component}::{type_name}"))
     for field in fields:
         namespace["__annotations__"][field.name] = _annotation(field)
         namespace[field.name] = _default(field)
     if indexed:
         namespace["__idl_field_annotations__"] = {"salIndex": {"key": True}}
-    cls = IdlMeta(type_name, bases, namespace)
+    # Calling the metaclass makes a class (mypy sees an IdlMeta instance).
+    cls = cast(type[IdlStruct], IdlMeta(type_name, bases, namespace))
     cls = dataclasses.dataclass(cls)
     extensibility("appendable")(cls)
-    cls.deserialize_key = classmethod(_tolerant_deserialize_key)
+    # Replaces cyclonedds' classmethod on this generated class only, which mypy cannot type.
+    cls.deserialize_key = classmethod(_tolerant_deserialize_key)  # type: ignore[method-assign, assignment]
     _tolerate_bad_strings(cls)
     return TopicType(
         info=info,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .domain import Domain
 from .sal_info import SalInfo
@@ -79,10 +79,17 @@ class Remote:
         except Exception:
             asyncio.get_running_loop().create_task(self.salinfo.close())
             raise
+        # A Task, or (start=False) a plain Future that `start` completes.
+        self.start_task: asyncio.Future[None]
         if start:
             self.start_task = asyncio.create_task(self.start())
         else:
             self.start_task = asyncio.get_running_loop().create_future()
+
+    if TYPE_CHECKING:
+        # The topic attributes (cmd_<name>, evt_<name>, tel_<name>) are made at run time from
+        # the component's interface, so a type checker cannot know them.
+        def __getattr__(self, name: str) -> Any: ...
 
     async def start(self) -> None:
         """Start reading."""

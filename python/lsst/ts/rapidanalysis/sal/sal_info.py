@@ -6,7 +6,7 @@ import asyncio
 import enum
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from cyclonedds.core import Policy, Qos
 from cyclonedds.pub import DataWriter, Publisher
@@ -20,6 +20,7 @@ from .xml_interface import ComponentInfo, TopicInfo, load_component_info
 
 if TYPE_CHECKING:
     from .topics.read_topic import ReadTopic
+    from .topics.write_topic import WriteTopic
 
 __all__ = ["SalInfo", "MAX_SEQ_NUM"]
 
@@ -76,6 +77,8 @@ class SalInfo:
         self._writers: list[DataWriter] = []
         #: seqNum → callback for commands this SalInfo's Remote is waiting on.
         self._running_cmds: dict[int, Any] = {}
+        #: The one ackcmd writer of a Controller's commands, made by the first of them.
+        self._ackcmd_writer: WriteTopic | None = None
         self.start_called = False
         self.started_task: asyncio.Future = asyncio.get_running_loop().create_future()
         self.done_task: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -97,7 +100,10 @@ class SalInfo:
     def index_enum(self) -> type[enum.IntEnum] | None:
         """The component's named indices as an IntEnum, if it has any."""
         values = self.component_info.index_enumeration
-        return enum.IntEnum(f"{self.name}Index", values) if values else None
+        if not values:
+            return None
+        # The functional API makes a class; mypy only models it with literal arguments.
+        return cast(type[enum.IntEnum], enum.IntEnum(f"{self.name}Index", values))
 
     @property
     def command_names(self) -> list[str]:

@@ -13,6 +13,7 @@ from .. import __version__
 from .configurable_csc import ConfigurableCsc
 from .enums import SalRetCode
 from .errors import ExpectedError
+from .topics import ControllerCommand, ControllerEvent, ControllerTelemetry
 
 __all__ = ["TestCsc", "TEST_CONFIG_SCHEMA", "run_test_csc"]
 
@@ -62,6 +63,13 @@ class TestCsc(ConfigurableCsc):
     __test__ = False  # not a pytest test class
     valid_simulation_modes = (0,)
     version = __version__
+
+    # Topics of the Test interface used here (made by `Controller`; declared for type checkers).
+    cmd_wait: ControllerCommand
+    evt_arrays: ControllerEvent
+    evt_scalars: ControllerEvent
+    tel_arrays: ControllerTelemetry
+    tel_scalars: ControllerTelemetry
 
     def __init__(
         self,

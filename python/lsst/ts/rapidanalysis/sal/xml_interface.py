@@ -467,8 +467,8 @@ def _load_cached(component: str, interfaces_dir: pathlib.Path) -> ComponentInfo:
     generic_topics: list[_ParsedTopic] = []
     roots = [generics_root] if generics_root.tag in _KIND_BY_ROOT else list(generics_root)
     for root in roots:
-        parsed, _ = _parse_topic_root(root, generics_path, "SALGeneric", None)
-        generic_topics += parsed
+        root_topics, _ = _parse_topic_root(root, generics_path, "SALGeneric", None)
+        generic_topics += root_topics
     known_generic_names = {p.info.sal_name for p in generic_topics}
     for wanted in entry.added_generics:
         if wanted not in GENERIC_CATEGORIES and wanted not in known_generic_names:

@@ -30,7 +30,7 @@ _FALLBACK_RESULT = "Failed: the acknowledgement could not be written ({}); see t
 
 def _ackcmd_writer(salinfo: SalInfo) -> WriteTopic:
     # One ackcmd writer per component, shared by all its commands.
-    writer = getattr(salinfo, "_ackcmd_writer", None)
+    writer = salinfo._ackcmd_writer
     if writer is None:
         writer = WriteTopic(salinfo=salinfo, attr_name="ack_ackcmd", min_seq_num=None)
         salinfo._ackcmd_writer = writer
@@ -88,7 +88,7 @@ class ControllerCommand(ReadTopic):
         self._ackcmd_writer = _ackcmd_writer(salinfo)
         self._running: set[asyncio.Task] = set()
 
-    def ack(self, data: Any, ack: SalRetCode, error: int = 0, result: str = "", timeout: float = 0.0) -> None:
+    def ack(self, data: Any, ack: SalRetCode | int, error: int = 0, result: str = "", timeout: float = 0.0) -> None:
         """Acknowledge the command ``data`` with ``ack``.
 
         ``result`` may be any text: it is escaped and cut to `MAX_ACK_RESULT_BYTES`.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ExpectedError
@@ -21,6 +21,11 @@ DEFAULT_QUEUE_LEN = 100
 MIN_QUEUE_LEN = 10
 # Warn when the queue passes these fractions of its length; each warns once until it drains.
 _WARNING_FRACTIONS = (0.5, 0.9)
+
+#: A callback gets each sample; it may be a coroutine function. What it returns is ignored,
+#: except for a Controller's command handlers, which may return an ackcmd (see
+#: `ControllerCommand`).
+TopicCallback = Callable[[Any], Any]
 
 
 class ReadTopic(BaseTopic):
@@ -65,7 +70,7 @@ class ReadTopic(BaseTopic):
         self._current_data: Any = None
         self._data_event = asyncio.Event()
         self._first_data_event = asyncio.Event()
-        self._callback: Callable[[Any], Awaitable[None] | None] | None = None
+        self._callback: TopicCallback | None = None
         self._callback_queue: collections.deque = collections.deque()
         self._callback_task: asyncio.Task | None = None
         self._closed = False
@@ -94,12 +99,12 @@ class ReadTopic(BaseTopic):
         return len(self._queue)
 
     @property
-    def callback(self) -> Callable[[Any], Awaitable[None] | None] | None:
+    def callback(self) -> TopicCallback | None:
         """Called with each new sample (a coroutine function); None to queue samples instead."""
         return self._callback
 
     @callback.setter
-    def callback(self, func: Callable[[Any], Awaitable[None] | None] | None) -> None:
+    def callback(self, func: TopicCallback | None) -> None:
         if func is not None and not callable(func):
             raise TypeError(f"callback={func!r} is not callable")
         # Clear any previous callback first: flush() refuses while one is set, which made

@@ -181,6 +181,7 @@ class WriteTopic(BaseTopic):
         return did_change
 
     def _next_seq_num(self) -> int:
+        assert self.min_seq_num is not None  # only topics that number their samples get here
         seq_num = self._seq_num
         self._seq_num = self.min_seq_num if seq_num >= self.max_seq_num else seq_num + 1
         return seq_num
