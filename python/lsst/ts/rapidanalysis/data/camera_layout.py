@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import numpy.typing as npt
 
 from .amp_geometry import DetectorGeometry
 from .camera import Detector, Instrument
@@ -55,7 +56,7 @@ def detector_center_mm(instrument: Instrument | str, detector: Detector) -> tupl
 
 
 def pixel_to_focal_plane(
-    instrument: Instrument | str, detector: Detector, geometry: DetectorGeometry, x: np.ndarray, y: np.ndarray
+    instrument: Instrument | str, detector: Detector, geometry: DetectorGeometry, x: npt.ArrayLike, y: npt.ArrayLike
 ) -> tuple[np.ndarray, np.ndarray]:
     """Focal-plane mm of 0-based assembled-image pixel positions (x = column, y = row)."""
     cx, cy, yaw = detector_center_mm(instrument, detector)

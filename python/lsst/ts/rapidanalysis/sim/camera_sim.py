@@ -40,6 +40,7 @@ from ..sal.base_csc import BaseCsc
 from ..sal.enums import State
 from ..sal.errors import ExpectedError
 from ..sal.tai import current_tai
+from ..sal.topics import ControllerCommand, ControllerEvent
 
 __all__ = [
     "SimClock",
@@ -188,7 +189,7 @@ def _resolve_instrument(instrument: Instrument | str | int) -> Instrument:
 def _default_stream_writer(instrument: Instrument, raw_root: pathlib.Path) -> RawWriter:
     """``StreamWriter(instrument, raw_root).write_exposure`` (imported here, only when used)."""
     try:
-        from .stream import StreamWriter  # type: ignore[import-not-found]
+        from .stream import StreamWriter
     except ImportError as e:
         raise RuntimeError(
             f"No writer given and lsst.ts.rapidanalysis.sim.stream is not available ({e}); "
@@ -279,6 +280,13 @@ class _BaseCameraSimulator(BaseCsc):
     version = __version__
     #: imageIndex of the first image of a sequence (1 for the Rubin cameras, 0 for GenericCamera).
     image_index_base = 1
+
+    # Topics every camera has (made by `Controller`; declared for type checkers).
+    cmd_takeImages: ControllerCommand
+    evt_endOfImageTelemetry: ControllerEvent
+    evt_endReadout: ControllerEvent
+    evt_startIntegration: ControllerEvent
+    evt_startReadout: ControllerEvent
 
     def __init__(
         self,
@@ -713,6 +721,8 @@ class GenericCameraSimulator(_BaseCameraSimulator):
     """
 
     image_index_base = 0
+
+    evt_largeFileObjectAvailable: ControllerEvent
 
     def __init__(
         self,

@@ -111,6 +111,7 @@ class StarField:
             max_abs = max(abs(d0), abs(d1))
             cos_dec = math.cos(math.radians(min(89.999, max_abs)))
             half = radius / cos_dec if radius / cos_dec < 180 and max_abs < 89.9 else 180.0
+            cells: range | list[int]
             if half >= 180.0:
                 cells = range(n_ra)
             else:

@@ -389,7 +389,9 @@ class StreamWriter:
             )
         path = raw_path(self.root, self.instrument, obsid, detector, self.compress)
         path.parent.mkdir(parents=True, exist_ok=True)
-        extra = [("SIMTEMPL", template.index, "stream template index (pixels from a template)")]
+        extra: list[tuple[str, Any, str]] = [
+            ("SIMTEMPL", template.index, "stream template index (pixels from a template)")
+        ]
         if self.write_truth:
             truth_file = truth_path(path)
             extra.append(("SIMTRUTH", truth_file.name, "truth sidecar"))
