@@ -544,8 +544,9 @@ async def test_down_selected_detectors_are_caught_up_when_idle(clock: Clock) -> 
     assert len(host.made()) == n_made  # not idle for catchup_idle_seconds yet
     clock.now += 0.2
     await housekeeping(d)
-    catchup = host.made()[n_made:]
-    # One detector per worker, spread over the field, sfm only (mount_torque is per image), lowest priority.
+    assert len(host.made()) == n_made + 2
+    catchup = [(j.pipeline, j.image_name, j.data_id.detectors, j.trigger, j.priority) for j in host.queued_jobs()]
+    # One detector per worker, run spread over the field, sfm only (mount_torque is per image), lowest priority.
     assert catchup == [("sfm", obsid(1), (d,), Trigger.CATCHUP, -2) for d in spread_order(COMCAM, LEFT_OUT)[:2]]
     assert all(visit is None for _, visit, _ in host.submitted[-2:])  # no new visit metrics
     await housekeeping(d)
@@ -573,6 +574,24 @@ async def test_catch_up_takes_the_newest_image_first(clock: Clock) -> None:
         await housekeeping(d)
         clock.now += 2
         order += [j.image_name for j in host.start()]
+        host.finish_all()
+    assert order == [obsid(2)] * 5 + [obsid(1)] * 5
+
+
+async def test_catch_up_jobs_of_a_newer_image_run_before_an_older_ones(clock: Clock) -> None:
+    # Two workers, five left-out detectors each: one tick's batch holds image 2's last and image 1's first.
+    host = Host(n_workers=2)
+    d = dispatcher(host, pattern="ccd_checkerboard", science_pipelines=("sfm",), catchup_idle_seconds=1)
+    await arrive(d, clock, obsid(1))
+    await arrive(d, clock, obsid(2))
+    host.start()
+    host.finish_all()
+    order: list[str] = []
+    for _ in range(12):
+        await housekeeping(d)
+        clock.now += 2
+        order += [j.image_name for j in host.queued_jobs()]  # queue order: what runs first
+        host.start()
         host.finish_all()
     assert order == [obsid(2)] * 5 + [obsid(1)] * 5
 
@@ -617,9 +636,8 @@ async def test_catch_up_yields_to_a_new_image_in_waiting_mode(clock: Clock) -> N
         clock.now += 2
         caught += [(j.image_name, j.data_id.detectors[0]) for j in host.start()]
         host.finish_all()
-    # Made newest image first (the run order within one tick's batch: see the xfail test below).
-    made = [image for _, image, *_ in host.made(Trigger.CATCHUP)][2:]
-    assert made == [obsid(2)] * 5 + [obsid(1)] * 5
+    # Run newest image first.
+    assert [name for name, _ in caught] == [obsid(2)] * 5 + [obsid(1)] * 5
     assert sorted(x for name, x in caught if name == obsid(2)) == sorted(LEFT_OUT)
     assert sorted(x for name, x in caught if name == obsid(1)) == sorted(LEFT_OUT)
 
@@ -921,28 +939,6 @@ async def test_large_file_of_the_instruments_own_image_is_its_end_readout(clock:
 
 
 # -- behaviour that contradicts the module docstring (strict xfail: fix the code, then drop the mark) --
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: one tick's catch-up batch is submitted newest image first, but jobs of one priority run "
-    "newest-submitted first, so an older image's catch-up job queued in the same batch runs first",
-)
-async def test_catch_up_jobs_of_a_newer_image_run_before_an_older_ones(clock: Clock) -> None:
-    host = Host(n_workers=2)
-    d = dispatcher(host, pattern="ccd_checkerboard", science_pipelines=("sfm",), catchup_idle_seconds=1)
-    await arrive(d, clock, obsid(1))
-    await arrive(d, clock, obsid(2))
-    host.start()
-    host.finish_all()
-    order: list[str] = []
-    for _ in range(12):
-        await housekeeping(d)
-        clock.now += 2
-        order += [j.image_name for j in host.queued_jobs()]  # queue order: what runs first
-        host.start()
-        host.finish_all()
-    assert order == [obsid(2)] * 5 + [obsid(1)] * 5
 
 
 @pytest.mark.xfail(

@@ -684,10 +684,11 @@ class AutonomousDispatcher:
         # One detector per worker waiting behind the running ones: the workers never starve between
         # housekeeping ticks, and a new image finds at most that much catch-up work ahead of it.
         room = self.n_workers - sum(job.trigger == Trigger.CATCHUP for job in queued)
+        plan: list[tuple[_Image, int, str]] = []  # in the order they are to run
         while room > 0:
             image = next((img for img in reversed(self.images.values()) if img.left_out), None)
             if image is None:
-                return
+                break
             # Spread over the focal plane, as a visit's own detectors are.
             batch = spread_order(self.selector.instrument, image.left_out)[:room]
             if not image.catching_up:
@@ -697,15 +698,16 @@ class AutonomousDispatcher:
                 )
             image.left_out.difference_update(batch)
             room -= len(batch)
-            for detector in batch:
-                for pipeline in pipelines:
-                    self._submit(
-                        image,
-                        pipeline,
-                        {"obsid": image.arrival.image_name, "detectors": [detector]},
-                        Trigger.CATCHUP,
-                        _CATCHUP_PRIORITY,
-                    )
+            plan += [(image, detector, pipeline) for detector in batch for pipeline in pipelines]
+        # Jobs of one priority run newest-submitted first: submitted last to run first.
+        for image, detector, pipeline in reversed(plan):
+            self._submit(
+                image,
+                pipeline,
+                {"obsid": image.arrival.image_name, "detectors": [detector]},
+                Trigger.CATCHUP,
+                _CATCHUP_PRIORITY,
+            )
 
     # -- reporting --
 
