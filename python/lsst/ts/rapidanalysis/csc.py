@@ -38,9 +38,8 @@ from .dispatch.job_manager import JobManager, QueueFullError
 from .dispatch.jobs import ExitCode, Job, JobState, Trigger, new_job_id
 from .dispatch.pool import PoolLostError, WorkerPool
 from .pipelines.registry import PipelineRegistry
-from .results.database import ResultsDatabase
-from .results.publication import JobPublisher, finite_or_zero
-from .results.writer import ResultsWriter
+from .results.publication import JobPublisher
+from .results.recorder import JobRecorder
 from .sal import ConfigurableCsc, ExpectedError, SalRetCode, State, current_tai
 
 __all__ = ["RapidAnalysisCsc", "ErrorCode", "CONFIG_SCHEMA", "default_config_path", "run_rapid_analysis"]
@@ -117,8 +116,10 @@ class RapidAnalysisCsc(ConfigurableCsc):
         self.job_manager: JobManager | None = None
         # Makes the jobs of every request (processData, autonomous, gathers); made by configure.
         self.job_maker: JobMaker | None = None
-        # The results database, written through one thread in order (a job's rows: queued, then final).
-        self.results: ResultsWriter | None = None
+        # The results database's rows and the products' directories; made by configure, its database
+        # open while processing.
+        self.recorder: JobRecorder | None = None
+        self.publisher: JobPublisher | None = None
         self.raw_store: RawStore | None = None
         # Finds jobs' inputs (raws, the mount window) and images' kinds; made when processing starts.
         self.inputs: InputResolver | None = None
@@ -148,7 +149,6 @@ class RapidAnalysisCsc(ConfigurableCsc):
         )
         # Validation is quick; each request acks on its own (synchronous mode rejects extras).
         self.cmd_processData.allow_multiple_callbacks = True
-        self.publisher = JobPublisher(self, job_row=self._job_row, product_url=self._product_url, log=self.log)
 
     @staticmethod
     def get_config_pkg() -> str:
@@ -187,6 +187,10 @@ class RapidAnalysisCsc(ConfigurableCsc):
         self.config = config
         self.job_maker = JobMaker(
             self.instrument, self.registry, config.pipelines, config.default_time_limit, clock=current_tai
+        )
+        self.recorder = JobRecorder(self.instrument.name, config.output_root, config.output_url_root, log=self.log)
+        self.publisher = JobPublisher(
+            self, job_row=self.recorder.row, product_url=self.recorder.product_url, log=self.log
         )
 
     @staticmethod
@@ -301,14 +305,13 @@ class RapidAnalysisCsc(ConfigurableCsc):
             await self._stop_processing_unlocked(reason)
 
     async def _start_processing_unlocked(self) -> None:
-        assert self.config is not None
+        assert self.config is not None and self.recorder is not None
         config = self.config
+        recorder = self.recorder
         try:
-            config.output_root.mkdir(parents=True, exist_ok=True)
-            database = await asyncio.get_running_loop().run_in_executor(None, ResultsDatabase, config.database_url)
+            await recorder.open(config.database_url)
         except Exception as e:
             raise ExpectedError(f"Cannot open the results database {config.database_url}: {e}") from e
-        self.results = ResultsWriter(database)
         self.raw_store = RawStore(config.data_root, self.instrument)
         self.inputs = InputResolver(
             self.instrument,
@@ -316,7 +319,7 @@ class RapidAnalysisCsc(ConfigurableCsc):
             self.raw_store,
             raw_wait_timeout=config.raw_wait_timeout,
             mount_telemetry_wait=config.mount_telemetry_wait,
-            output_dir_for=self._output_dir_for,
+            output_dir_for=recorder.job_dir,
             log=self.log,
         )
         self.pool = WorkerPool(
@@ -336,8 +339,7 @@ class RapidAnalysisCsc(ConfigurableCsc):
             await self.pool.close()
             self.pool = None
             # start failed: the CSC stays in STANDBY, which holds no database connection.
-            await self.results.close()
-            self.results = None
+            await recorder.close()
             raise ExpectedError(f"Cannot start the worker pool: {e}") from e
         await self._end_jobs_left_unfinished()
         self.job_manager = JobManager(
@@ -345,9 +347,9 @@ class RapidAnalysisCsc(ConfigurableCsc):
             max_queue_length=config.max_queue_length,
             resolve_inputs=self.inputs.resolve,
             on_job_done=self._publish_job,
-            output_dir_for=self._output_dir_for,
+            output_dir_for=recorder.job_dir,
             simulation_mode=bool(self.simulation_mode),
-            on_job_started=self._record_started,
+            on_job_started=recorder.started,
             log=self.log,
         )
         self.job_manager.start()
@@ -380,82 +382,15 @@ class RapidAnalysisCsc(ConfigurableCsc):
             self.evt_workerPool.set_write(
                 nWorkers=0, nBusy=0, nQueued=0, keepingUp=True, lagSeconds=0, schedulerAddress="", dashboardUrl=""
             )
-        if self.results is not None:
-            # After the writes already asked for.
-            results, self.results = self.results, None
-            await results.close()
+        if self.recorder is not None:
+            await self.recorder.close()
 
     async def _end_jobs_left_unfinished(self) -> None:
-        """End the jobs an earlier CSC process left queued or running (it crashed, or was killed).
-
-        The rule: they are not re-run. Each ends now with exit code 5 (`ExitCode.CSC_RESTARTED`),
-        its jobResult and its database row saying so; whoever wanted it asks again. (A re-run
-        would come long after it was asked for, on data the requester may no longer want, and
-        its requester, a script, is gone with its command's ack.)
-        """
-        assert self.results is not None
-        instrument = self.instrument.name
-        try:
-            rows = await self.results.write(lambda database: database.unfinished_jobs(instrument))
-        except Exception as e:
-            self.log.error("Could not look for jobs an earlier CSC process left unfinished: %r", e)
-            return
-        if not rows:
-            return
-        ids = [str(row["job_id"]) for row in rows]
-        self.log.warning(
-            "%d job(s) were left queued or running by an earlier CSC process that ended before them; they end "
-            "now with exit code %d (not re-run): %s",
-            len(rows),
-            ExitCode.CSC_RESTARTED,
-            ", ".join(ids[:50]) + (f" and {len(ids) - 50} more" if len(ids) > 50 else ""),
-        )
-        now = current_tai()
+        """End the jobs an earlier CSC process left queued or running (`JobRecorder.jobs_left_unfinished`)."""
+        assert self.recorder is not None
+        jobs = await self.recorder.jobs_left_unfinished(current_tai())
         # Concurrently, so that their database writes go in one transaction.
-        await asyncio.gather(*(self._publish_job(self._job_left_unfinished(row, now)) for row in rows))
-
-    def _job_left_unfinished(self, row: dict[str, Any], now: float) -> Job:
-        """The `Job` of a database row left queued or running, ended now with exit code 5."""
-
-        def text(value: Any) -> str:
-            return value if isinstance(value, str) else ""
-
-        stored = row.get("data_id")
-        stored = stored if isinstance(stored, dict) else {}
-        detectors = stored.get("detectors")
-        data_id = DataId(
-            instrument=self.instrument.name,
-            obsid=stored.get("obsid") or text(row.get("image_name")) or None,
-            group_id=stored.get("groupId"),
-            day_obs=stored.get("dayObs"),
-            seq_num=stored.get("seqNum"),
-            detectors=tuple(detectors) if isinstance(detectors, list) else None,
-        )
-        try:
-            trigger = Trigger(str(row.get("trigger")))
-        except ValueError:
-            trigger = Trigger.COMMAND
-        state = text(row.get("state")) or "queued"
-        start_time = finite_or_zero(row.get("start_time"))
-        since = f" since {time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(start_time))} TAI" if start_time else ""
-        config = row.get("config")
-        return Job(
-            job_id=str(row["job_id"]),
-            pipeline=text(row.get("pipeline")),
-            data_id=data_id,
-            config=config if isinstance(config, dict) else {},
-            trigger=trigger,
-            time_limit=0.0,
-            submit_time=finite_or_zero(row.get("submit_time")),
-            state=JobState.FAILED,
-            start_time=start_time,
-            end_time=now,
-            exit_code=int(ExitCode.CSC_RESTARTED),
-            error_report=(
-                f"the CSC restarted before the job ended: it was {state}{since} when the CSC process that "
-                "accepted it ended; not re-run (ask for it again)"
-            ),
-        )
+        await asyncio.gather(*(self._publish_job(job) for job in jobs))
 
     async def _pool_lost(self, reason: str) -> None:
         self._fault_soon(ErrorCode.POOL_LOST, reason)
@@ -533,35 +468,6 @@ class RapidAnalysisCsc(ConfigurableCsc):
             raise ExpectedError(str(e)) from None
         self.log.debug("Queued job %s: %s on %s", job.job_id, job.pipeline, job.data_id.to_json())
 
-    def _job_row(self, job: Job, image_name: str | None = None) -> dict[str, Any]:
-        """The results-database row of a job, as it stands now."""
-        row = dict(
-            job_id=job.job_id,
-            instrument=self.instrument.name,
-            pipeline=job.pipeline,
-            data_id=job.data_id.to_json(),
-            image_name=image_name if image_name is not None else job.image_name,
-            trigger=job.trigger.value,
-            state=job.state.value,
-            submit_time=job.submit_time,
-            config=json.dumps(job.config),
-        )
-        if job.done:
-            row.update(
-                success=job.state == JobState.SUCCEEDED,
-                exit_code=job.exit_code,
-                error_report=job.error_report,
-                start_time=job.start_time,
-                end_time=job.end_time,
-                duration=job.duration,
-                result=job.result_json(),
-            )
-        return row
-
-    def _record_submitted(self, job: Job) -> None:
-        # Recorded now so a notebook sees queued jobs; updated when the job ends.
-        self._db_write("record_job", **self._job_row(job))
-
     async def do_abortJob(self, data: Any) -> None:  # noqa: N802 (SAL name)
         """Abort a queued or running job."""
         self.assert_enabled("abortJob")
@@ -629,12 +535,13 @@ class RapidAnalysisCsc(ConfigurableCsc):
         ExpectedError
             The queue is full (and ``ignore_limit`` is false).
         """
+        assert self.recorder is not None
         if visit is not None:
             assert self.gatherer is not None
             self.gatherer.add(visit)
         for job in jobs:
             self._submit(job, ignore_limit=ignore_limit)
-            self._record_submitted(job)
+            self.recorder.submitted(job)
 
     def publish_selection(self, selection: Selection, n_workers: int) -> None:
         """Announce the detectors chosen for an image when they differ from the last image's."""
@@ -677,50 +584,10 @@ class RapidAnalysisCsc(ConfigurableCsc):
 
     # -- job plumbing --
 
-    def _output_dir_for(self, job: Job) -> str:
-        assert self.config is not None
-        image = job.data_id.obsid or "groups"
-        day = str(job.data_id.day_obs or "nodate")
-        return str(self.config.output_root / self.instrument.name / day / image / f"{job.pipeline}-{job.job_id}")
-
-    def _product_url(self, path: pathlib.Path) -> str:
-        """Where others get a product: under ``output_url_root`` if set, else a ``file://`` URL.
-
-        A product outside ``output_root`` (the pipeline wrote it elsewhere) is not served under
-        ``output_url_root``: it gets its ``file://`` URL.
-        """
-        assert self.config is not None
-        resolved = path.resolve()
-        if self.config.output_url_root:
-            try:
-                relative = resolved.relative_to(self.config.output_root.resolve())
-            except ValueError:
-                return resolved.as_uri()
-            return self.config.output_url_root.rstrip("/") + "/" + relative.as_posix()
-        return resolved.as_uri()
-
-    def _db_write(self, method: str, **kwargs: Any) -> None:
-        """Write to the results database in its thread; a failure is logged, never lost silently."""
-        if self.results is None:
-            return
-        try:
-            future = self.results.write(lambda database: getattr(database, method)(**kwargs))
-        except RuntimeError as e:  # closed
-            self.log.error("Results database write %s not done: %s", method, e)
-            return
-        future.add_done_callback(self._db_write_done)
-
-    def _db_write_done(self, future: asyncio.Future) -> None:
-        if not future.cancelled() and future.exception() is not None:
-            self.log.error("Results database write failed: %r", future.exception())
-
-    def _record_started(self, job: Job) -> None:
-        """The job's row says ``running`` (and since when) once it is handed to the pool."""
-        self._db_write("record_job", job_id=job.job_id, state=job.state.value, start_time=job.start_time)
-
     async def _publish_job(self, job: Job) -> None:
         """Everything a finished job produces (`JobPublisher`), then tell the gatherer and the dispatcher."""
-        await self.publisher.publish(job, self.results)
+        assert self.publisher is not None and self.recorder is not None
+        await self.publisher.publish(job, self.recorder.writer)
         # One log line per failed job; successes are in jobResult (LOVE need not see 189 per visit).
         level = logging.DEBUG if job.state == JobState.SUCCEEDED else logging.WARNING
         self.log.log(level, "Job %s %s %s: %s", job.job_id, job.pipeline, job.state.value, job.error_report or "ok")
@@ -756,7 +623,8 @@ class RapidAnalysisCsc(ConfigurableCsc):
         assert self.job_maker is not None
         job = self.job_maker.gather_job(visit)
         description = self.job_maker.gather_description(visit, partial, regather)
-        output_dir = pathlib.Path(self._output_dir_for(job))
+        assert self.recorder is not None
+        output_dir = pathlib.Path(self.recorder.job_dir(job))
         visit_file = output_dir / "visit.json"
 
         def write() -> None:
@@ -766,7 +634,7 @@ class RapidAnalysisCsc(ConfigurableCsc):
         await asyncio.get_running_loop().run_in_executor(None, write)
         job.inputs = [str(visit_file)] + [visit.binned[d] for d in sorted(visit.binned)]
         self._submit(job, ignore_limit=True)
-        self._record_submitted(job)
+        self.recorder.submitted(job)
 
     # -- status --
 

@@ -132,8 +132,8 @@ class Gatherer:
     def job_done(self, job: Job) -> bool:
         """Record a finished detector job; returns whether it belonged to a tracked visit."""
         key = self._by_job.pop(job.job_id, None)
-        visit = self.visits.get(key) if key else None
-        if visit is None:
+        visit = self.visits.get(key) if key is not None else None
+        if key is None or visit is None:
             return False
         detector = visit.job_ids[job.job_id]
         result = job.result

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from distributed import Event
 from distributed.client import FutureCancelledError
@@ -326,7 +326,8 @@ class JobManager:
                 priority=job.priority,
             )
             self._futures[job.job_id] = future
-            waiter = asyncio.ensure_future(future.result())
+            # An asynchronous client's result() is a coroutine; distributed types it as the value.
+            waiter = asyncio.ensure_future(cast("Awaitable[JobOutcome]", future.result()))
             done, _ = await asyncio.wait({waiter}, timeout=job.time_limit)
             if not done:
                 # Dask's cancel does not stop running code: the pipeline sees the abort flag.

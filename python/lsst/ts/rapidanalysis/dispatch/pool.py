@@ -157,7 +157,8 @@ class WorkerPool:
                 preload=[_WORKER_PRELOAD],
             )
             self.client = await Client(self.cluster, asynchronous=True, timeout=_CONNECT_TIMEOUT)
-            await self.client.wait_for_workers(self.n_workers, timeout=_CONNECT_TIMEOUT)
+            # An asynchronous client returns coroutines; distributed types them as plain values.
+            await self.client.wait_for_workers(self.n_workers, timeout=_CONNECT_TIMEOUT)  # type: ignore[misc]
         else:
             client = Client(self.scheduler_address, asynchronous=True, timeout=_CONNECT_TIMEOUT)
             try:
@@ -349,7 +350,7 @@ class WorkerPool:
                 self.log.warning("Error closing the Dask client: %r", e)
         if cluster is not None:
             try:
-                await asyncio.wait_for(cluster.close(), 20)
+                await asyncio.wait_for(cluster.close(), 20)  # type: ignore[arg-type]  # asynchronous: awaitable
             except Exception as e:
                 self.log.warning("Error closing the local Dask cluster: %r", e)
         self.info = PoolInfo()

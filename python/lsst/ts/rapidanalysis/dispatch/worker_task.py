@@ -12,6 +12,7 @@ import functools
 import pathlib
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any, Literal
 
 from ..pipelines.base import ExitCode, JobAborted, PipelineContext, PipelineError, PipelineResult
@@ -63,25 +64,27 @@ def _registry(simulation_mode: bool) -> PipelineRegistry:
     return PipelineRegistry(simulation_mode=simulation_mode)
 
 
-def _abort_checker(job_id: str) -> Any:
+def _abort_checker(job_id: str) -> Callable[[], bool]:
     """A cheap is_cancelled(): asks the scheduler's Event at most every 0.1 s."""
-    state = {"last": 0.0, "value": False}
+    last_asked = 0.0
+    aborted = False
 
     def is_cancelled() -> bool:
-        if state["value"]:
+        nonlocal last_asked, aborted
+        if aborted:
             return True
         now = time.monotonic()
-        if now - state["last"] < _ABORT_POLL_INTERVAL:
+        if now - last_asked < _ABORT_POLL_INTERVAL:
             return False
-        state["last"] = now
+        last_asked = now
         try:
             from distributed import Event, get_client
 
-            state["value"] = Event(abort_event_name(job_id), client=get_client()).is_set()
+            aborted = bool(Event(abort_event_name(job_id), client=get_client()).is_set())
         except (ValueError, RuntimeError):
             # Not inside a Dask worker (e.g. run in-process): never aborted from outside.
-            state["value"] = False
-        return state["value"]
+            aborted = False
+        return aborted
 
     return is_cancelled
 

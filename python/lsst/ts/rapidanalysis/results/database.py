@@ -164,7 +164,7 @@ def _astropy_column(name: str, kind: _Kind, values: Sequence[Any]) -> Column:
     if kind == "float":
         return Column([np.nan if v is None else float(v) for v in values], name=name, dtype=np.float64)
     dtype = np.int64 if kind == "int" else np.bool_
-    data = np.array([0 if v is None else v for v in values], dtype=dtype)
+    data: np.ndarray = np.array([0 if v is None else v for v in values], dtype=dtype)
     return MaskedColumn(data, name=name, mask=[v is None for v in values], dtype=dtype)
 
 
@@ -296,6 +296,7 @@ class ResultsDatabase:
             # One shared connection, or every checkout would see a new empty database.
             engine_kwargs.setdefault("poolclass", sa.StaticPool)
         else:
+            assert self.url.database  # a URL without one is in memory (above)
             path = pathlib.Path(self.url.database)
             if create:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -439,7 +440,7 @@ class ResultsDatabase:
                     if values:
                         found = conn.execute(sa.update(ra_job).where(key).values(values)).rowcount > 0
                     else:
-                        found = conn.scalar(sa.select(sa.func.count()).select_from(ra_job).where(key)) > 0
+                        found = (conn.scalar(sa.select(sa.func.count()).select_from(ra_job).where(key)) or 0) > 0
                     if not found:
                         conn.execute(sa.insert(ra_job).values(job_id=job_id, **values))
                 return
@@ -599,7 +600,9 @@ class ResultsDatabase:
         )
         try:
             with self._write() as conn:
-                return conn.execute(sa.insert(ra_product).values(values)).inserted_primary_key[0]
+                key = conn.execute(sa.insert(ra_product).values(values)).inserted_primary_key
+                assert key is not None  # a single-row insert always has one
+                return key[0]
         except sa.exc.IntegrityError as e:
             raise ValueError(f"cannot record a product of job {job_id!r}: record_job it first ({e.orig})") from e
 
@@ -634,7 +637,7 @@ class ResultsDatabase:
             .order_by(ra_job.c.submit_time.asc().nulls_last(), ra_job.c.job_id.asc())
         )
         with self._read() as conn:
-            job_ids = list(conn.scalars(query))
+            job_ids: list[str] = list(conn.scalars(query))
         return [job for job in (self.job(job_id) for job_id in job_ids) if job is not None]
 
     def jobs(
@@ -762,7 +765,7 @@ class ResultsDatabase:
         elif per_detector is False:
             query = query.where(m.detector.is_(None))
         with self._read() as conn:
-            rows = conn.execute(query).all()
+            rows: list[Any] = list(conn.execute(query).all())
 
         # Pivot in Python: portable, where SQL pivots are not (and the metric names are data).
         wide: dict[tuple[str, str, int | None], tuple[str | None, float | None, dict[str, float | None]]] = {}
