@@ -596,6 +596,54 @@ async def test_catch_up_jobs_of_a_newer_image_run_before_an_older_ones(clock: Cl
     assert order == [obsid(2)] * 5 + [obsid(1)] * 5
 
 
+async def test_catch_up_of_an_old_image_is_not_made_only_to_be_aborted_as_stale(clock: Clock) -> None:
+    host = Host(n_workers=1)
+    d = dispatcher(
+        host, pattern="ccd_checkerboard", science_pipelines=("sfm",), catchup_idle_seconds=1, backlog_max_age=30
+    )
+    await arrive(d, clock, obsid(1))
+    host.start()
+    host.finish_all()
+    clock.now += 100  # a pause in observing: the image is now older than backlog_max_age
+    await housekeeping(d)
+    clock.now += 2
+    for _ in range(6):
+        await housekeeping(d)  # one catch-up detector queued per worker...
+        if not host.running:
+            host.start(1)  # ... and one running, which takes longer than a tick
+        clock.now += 1
+    made = [detectors for _, _, detectors, _, _ in host.made(Trigger.CATCHUP)]
+    put_off = [r for r in host.aborted.values() if r.startswith("put off: stale")]
+    assert put_off == [] and len(made) == len(set(made)), (put_off, made)
+
+
+async def test_catch_up_work_that_itself_waits_over_backlog_max_age_is_put_off(clock: Clock) -> None:
+    host = Host(n_workers=2)
+    d = dispatcher(
+        host, pattern="ccd_checkerboard", science_pipelines=("sfm",), catchup_idle_seconds=1, backlog_max_age=30
+    )
+    await arrive(d, clock, obsid(1))
+    host.start()
+    host.finish_all()
+    clock.now += 100
+    await housekeeping(d)
+    clock.now += 2
+    await housekeeping(d)
+    catchup = list(host.queued)
+    assert [j.trigger for j in catchup] == [Trigger.CATCHUP] * 2
+    await arrive(d, clock, obsid(2))  # consuming: catch-up waits behind the new image's work
+    host.start(2)
+    clock.now += 30
+    await housekeeping(d)
+    assert host.aborted == {}  # queued exactly backlog_max_age ago: not yet over
+    clock.now += 0.5
+    await housekeeping(d)
+    assert {host.aborted.get(j.job_id) for j in catchup} == {
+        "put off: stale (queued over backlog_max_age=30 s); to be caught up later"
+    }
+    assert {j.data_id.detectors[0] for j in catchup} <= d.images[obsid(1)].left_out
+
+
 async def test_no_catch_up_with_catchup_idle_seconds_0_or_for_calibrations(clock: Clock) -> None:
     for settings, img_type in (({"catchup_idle_seconds": 0}, "OBJECT"), ({"catchup_idle_seconds": 1}, "BIAS")):
         host = Host()
@@ -939,32 +987,6 @@ async def test_large_file_of_the_instruments_own_image_is_its_end_readout(clock:
 
 
 # -- behaviour that contradicts the module docstring (strict xfail: fix the code, then drop the mark) --
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: catch-up of an image older than backlog_max_age is queued, then at the next tick 'put off' "
-    "as stale (aborted, a jobResult) and made again, over and over, while the workers are busy",
-)
-async def test_catch_up_of_an_old_image_is_not_made_only_to_be_aborted_as_stale(clock: Clock) -> None:
-    host = Host(n_workers=1)
-    d = dispatcher(
-        host, pattern="ccd_checkerboard", science_pipelines=("sfm",), catchup_idle_seconds=1, backlog_max_age=30
-    )
-    await arrive(d, clock, obsid(1))
-    host.start()
-    host.finish_all()
-    clock.now += 100  # a pause in observing: the image is now older than backlog_max_age
-    await housekeeping(d)
-    clock.now += 2
-    for _ in range(6):
-        await housekeeping(d)  # one catch-up detector queued per worker...
-        if not host.running:
-            host.start(1)  # ... and one running, which takes longer than a tick
-        clock.now += 1
-    made = [detectors for _, _, detectors, _, _ in host.made(Trigger.CATCHUP)]
-    put_off = [r for r in host.aborted.values() if r.startswith("put off: stale")]
-    assert put_off == [] and len(made) == len(set(made)), (put_off, made)
 
 
 @pytest.mark.xfail(

@@ -287,6 +287,8 @@ class AutonomousDispatcher:
         self.log = log or logging.getLogger(__name__)
         self.images: collections.OrderedDict[str, _Image] = collections.OrderedDict()
         self._job_image: dict[str, str] = {}
+        # When each queued catch-up job was queued (time.monotonic), for its staleness.
+        self._catchup_queued_at: dict[str, float] = {}
         self._rank = 0
         self._seen: collections.deque[str] = collections.deque(maxlen=1000)
         self._tasks: set[asyncio.Task] = set()
@@ -385,6 +387,7 @@ class AutonomousDispatcher:
             old_name, old = self.images.popitem(last=False)
             for job_id in old.job_ids:
                 self._job_image.pop(job_id, None)
+                self._catchup_queued_at.pop(job_id, None)
 
     async def _image_failed(self, arrival: ImageArrival, exit_code: int, reason: str) -> None:
         """The image's one jobResult (and database row) when it gets no job; counted in `n_undispatched`."""
@@ -465,7 +468,8 @@ class AutonomousDispatcher:
         trigger: Trigger,
         priority: int,
         selected: Iterable[int] | None = None,
-    ) -> None:
+    ) -> list[Job]:
+        """Make and queue the image's jobs of one pipeline; return them (none if that failed, saying so)."""
         try:
             made = self._job_maker().make(
                 pipeline,
@@ -479,10 +483,11 @@ class AutonomousDispatcher:
             self.host.submit_jobs(jobs, made.visit, ignore_limit=True)
         except Exception as e:
             self.log.warning("Image %s: %s not dispatched: %s", image.arrival.image_name, pipeline, e)
-            return
+            return []
         for job in jobs:
             image.job_ids.add(job.job_id)
             self._job_image[job.job_id] = image.arrival.image_name
+        return jobs
 
     def _announce(self, image: _Image) -> None:
         selection = image.selection
@@ -508,23 +513,24 @@ class AutonomousDispatcher:
         """Apply the worker mode and the backlog bound before the new image's jobs are queued."""
         mode = self.selector.mode.worker_mode
         if mode == WorkerMode.WAITING:
-            self._drop_queued(lambda old: True, "a newer image arrived (worker mode WAITING)")
+            self._drop_queued(lambda job, old: True, "a newer image arrived (worker mode WAITING)")
         elif mode == WorkerMode.MURDEROUS:
             self._preempt_backlog(image.rank)
         # The bound: the newest backlog_max_images older images keep their queued jobs.
         keep = {img.arrival.image_name for img in list(self.images.values())[-self.settings.backlog_max_images :]}
-        self._drop_queued(lambda old: old.arrival.image_name not in keep, "the backlog is full")
+        self._drop_queued(lambda job, old: old.arrival.image_name not in keep, "the backlog is full")
 
     def _image_of(self, job: Job) -> _Image | None:
         name = self._job_image.get(job.job_id)
         return self.images.get(name) if name else None
 
-    def _drop_queued(self, which: Callable[[_Image], bool], reason: str) -> None:
+    def _drop_queued(self, which: Callable[[Job, _Image], bool], reason: str) -> None:
+        """Drop the queued jobs ``which(job, image)`` picks (catch-up ones are put off); one line per image."""
         dropped: dict[str, int] = collections.Counter()
         deferred = 0
         for job in self._queued_jobs():
             old = self._image_of(job)
-            if old is None or not which(old):
+            if old is None or not which(job, old):
                 continue
             if job.trigger == Trigger.CATCHUP and old.arrival.image_name in self.images:
                 # Not lost: back to be caught up when the pool is next quiet.
@@ -612,6 +618,7 @@ class AutonomousDispatcher:
 
     def job_done(self, job: Job) -> None:
         """A job ended: measured sfm costs of the instrument's detectors feed the throughput model."""
+        self._catchup_queued_at.pop(job.job_id, None)
         if self._file_job.pop(job.job_id, None) is not None:
             return  # a generator's whole file: no detector's cost
         if job.pipeline == "sfm" and job.state == JobState.SUCCEEDED and job.duration > 0:
@@ -630,14 +637,17 @@ class AutonomousDispatcher:
 
     def _age_out(self) -> None:
         now = time.monotonic()
-        stale = {
-            name for name, image in self.images.items() if now - image.arrival.arrived > self.settings.backlog_max_age
-        }
-        if stale:
-            self._drop_queued(
-                lambda old: old.arrival.image_name in stale,
-                f"stale (queued over backlog_max_age={self.settings.backlog_max_age:g} s)",
-            )
+
+        def waited(job: Job, image: _Image) -> float:
+            # An image's own jobs are queued as it arrives; catch-up is queued late on purpose, for images of any
+            # age: counted from the image's arrival, an old image's catch-up would be stale at once, put off, and
+            # made again at the next tick, over and over.
+            return now - self._catchup_queued_at.get(job.job_id, image.arrival.arrived)
+
+        self._drop_queued(
+            lambda job, old: waited(job, old) > self.settings.backlog_max_age,
+            f"stale (queued over backlog_max_age={self.settings.backlog_max_age:g} s)",
+        )
         stale_files = {
             name for name, record in self.files.items() if now - record.arrival.arrived > self.settings.backlog_max_age
         }
@@ -701,13 +711,14 @@ class AutonomousDispatcher:
             plan += [(image, detector, pipeline) for detector in batch for pipeline in pipelines]
         # Jobs of one priority run newest-submitted first: submitted last to run first.
         for image, detector, pipeline in reversed(plan):
-            self._submit(
+            jobs = self._submit(
                 image,
                 pipeline,
                 {"obsid": image.arrival.image_name, "detectors": [detector]},
                 Trigger.CATCHUP,
                 _CATCHUP_PRIORITY,
             )
+            self._catchup_queued_at.update((job.job_id, now) for job in jobs)
 
     # -- reporting --
 
