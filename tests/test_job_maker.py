@@ -146,6 +146,11 @@ def test_gather_job_and_description(maker: JobMaker) -> None:
         ("test.sleep", {"obsid": OBSID}, '{"bogus": 1}', r"bogus: Extra inputs are not permitted"),
         ("test.sleep", {"obsid": OBSID}, "{", r"config is not valid JSON \(.* at character 1\)"),
         ("test.sleep", {"obsid": OBSID}, "[1]", r"config must be a JSON object of pipeline settings, not '\[1\]'"),
+        # Strict JSON: what Python's json would read as something else is refused.
+        ("test.sleep", {"obsid": OBSID}, '{"duration": NaN}', r"config holds NaN, which is not a JSON value"),
+        ("test.sleep", {"obsid": OBSID}, '{"duration": 1e999}', r"config holds the number '1e999', which is too"),
+        ("test.sleep", {"obsid": OBSID}, '{"duration": 1, "duration": 2}', r"config gives key 'duration' twice"),
+        ("test.sleep", {"obsid": OBSID}, '{"duration": 1\u0661}', r"config is not valid JSON"),
         ("test.sleep", {"obsid": "XX_O_1"}, "", r"^bad dataId: "),
         (
             "sfm",

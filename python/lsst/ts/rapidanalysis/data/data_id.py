@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-import math
 import re
 from typing import Any
 
 from .camera import Instrument
+from .strict_json import StrictJsonError, loads_strict, quote
 
 __all__ = ["DataId", "DataIdError", "parse_data_id", "OBSID_RE", "GROUP_ID_RE"]
 
@@ -26,8 +26,6 @@ GROUP_ID_RE = re.compile(
 _DETECTOR_NAME_RE = re.compile(r"\AR[0-9X]{2}_S[0-9GWX][0-9X]\Z")
 _ALLOWED_KEYS = ("obsid", "groupId", "dayObs", "seqNum", "detectors")
 _MAX_LEN = 4096
-#: Longest text of a rejected value quoted in a message.
-_QUOTE_LEN = 80
 #: Detector ids are small; anything longer is rejected before it is looked up.
 _MAX_DETECTOR_ID = 9999
 
@@ -78,13 +76,6 @@ class DataId:
         return json.dumps(out, sort_keys=True)
 
 
-def _quote(value: Any) -> str:
-    """``repr`` of a rejected value, cut to a readable length (repr escapes control characters
-    and lone surrogates, so the message can always be sent)."""
-    text = repr(value)
-    return text if len(text) <= _QUOTE_LEN else text[: _QUOTE_LEN - 3] + "..."
-
-
 def _json_type(value: Any) -> str:
     """What a JSON value is, in JSON's words."""
     if value is None:
@@ -116,14 +107,12 @@ def _flaw(text: str) -> str:
 
 def _check_day_obs(value: Any, where: str = "dayObs") -> int:
     if isinstance(value, str) and where == "dayObs":
-        raise DataIdError(f"dayObs must be an integer YYYYMMDD (e.g. 20251115), not the string {_quote(value)}")
+        raise DataIdError(f"dayObs must be an integer YYYYMMDD (e.g. 20251115), not the string {quote(value)}")
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise DataIdError(
-            f"dayObs must be an integer YYYYMMDD (e.g. 20251115), not {_json_type(value)} {_quote(value)}"
-        )
+        raise DataIdError(f"dayObs must be an integer YYYYMMDD (e.g. 20251115), not {_json_type(value)} {quote(value)}")
     text = str(value)
     if not re.fullmatch(r"[0-9]{8}", text):
-        raise DataIdError(f"dayObs must be an integer YYYYMMDD (e.g. 20251115), not {_quote(value)}")
+        raise DataIdError(f"dayObs must be an integer YYYYMMDD (e.g. 20251115), not {quote(value)}")
     try:
         datetime.date(int(text[:4]), int(text[4:6]), int(text[6:]))
     except ValueError:
@@ -134,76 +123,49 @@ def _check_day_obs(value: Any, where: str = "dayObs") -> int:
 def _check_seq_num(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 999_999:
         what = "" if isinstance(value, int) and not isinstance(value, bool) else f"{_json_type(value)} "
-        raise DataIdError(f"seqNum must be an integer 1–999999, not {what}{_quote(value)}")
+        raise DataIdError(f"seqNum must be an integer 1–999999, not {what}{quote(value)}")
     return value
 
 
 def _check_detectors(value: Any, instrument: Instrument) -> tuple[int, ...]:
     if not isinstance(value, list) or not value:
         raise DataIdError(
-            f"detectors must be a non-empty list of ids or Rxy_Sxy names, not {_json_type(value)} {_quote(value)}"
+            f"detectors must be a non-empty list of ids or Rxy_Sxy names, not {_json_type(value)} {quote(value)}"
         )
     ids = []
     for item in value:
         if isinstance(item, bool) or not isinstance(item, int | str):
             raise DataIdError(
-                f"detector {_quote(item)} must be an integer id or an Rxy_Sxy name, not {_json_type(item)}"
+                f"detector {quote(item)} must be an integer id or an Rxy_Sxy name, not {_json_type(item)}"
             )
         if isinstance(item, int) and not 0 <= item <= _MAX_DETECTOR_ID:
             raise DataIdError(
-                f"detector id {_quote(item)} is out of range: {instrument.name} has ids "
+                f"detector id {quote(item)} is out of range: {instrument.name} has ids "
                 f"{min(instrument.by_id)}–{max(instrument.by_id)}"
             )
         if isinstance(item, str) and not _DETECTOR_NAME_RE.match(item):
-            raise DataIdError(f"detector name {_quote(item)} is not of the form Rxy_Sxy (e.g. R22_S11){_flaw(item)}")
+            raise DataIdError(f"detector name {quote(item)} is not of the form Rxy_Sxy (e.g. R22_S11){_flaw(item)}")
         try:
             ids.append(instrument.detector(item).id)
         except ValueError as e:
             raise DataIdError(str(e)) from None
     if len(set(ids)) != len(ids):
-        raise DataIdError(f"detectors lists a detector twice: {_quote(value)}")
+        raise DataIdError(f"detectors lists a detector twice: {quote(value)}")
     return tuple(ids)
 
 
 def _check_group_id(value: Any) -> str:
     allowed = "an ISO timestamp such as 2025-11-15T21:03:14.123 (optionally with a #n repeat suffix)"
     if not isinstance(value, str):
-        raise DataIdError(f"groupId {_quote(value)} is not {allowed}: it must be a string, not {_json_type(value)}")
+        raise DataIdError(f"groupId {quote(value)} is not {allowed}: it must be a string, not {_json_type(value)}")
     match = GROUP_ID_RE.match(value)
     if match is None:
-        raise DataIdError(f"groupId {_quote(value)} is not {allowed}{_flaw(value)}")
+        raise DataIdError(f"groupId {quote(value)} is not {allowed}{_flaw(value)}")
     try:
         datetime.datetime.fromisoformat(match["time"])
     except ValueError:
-        raise DataIdError(f"groupId {_quote(value)} is not a real date and time") from None
+        raise DataIdError(f"groupId {quote(value)} is not a real date and time") from None
     return value
-
-
-def _object_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """JSON objects without duplicate keys (JSON allows them; json keeps the last one silently)."""
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise DataIdError(f"dataId gives key {_quote(key)} twice")
-        result[key] = value
-    return result
-
-
-def _parse_constant(name: str) -> Any:
-    raise DataIdError(f"dataId holds {name}, which is not a JSON value (JSON numbers are finite)")
-
-
-def _parse_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise DataIdError(f"dataId holds the number {_quote(text)}, which is too large")
-    return value
-
-
-def _parse_int(text: str) -> int:
-    if not text.isascii():  # JSON digits are ASCII
-        raise DataIdError(f"dataId holds the number {_quote(text)}; JSON numbers are written with ASCII digits")
-    return int(text)
 
 
 def parse_data_id(text: str, instrument: Instrument) -> DataId:
@@ -231,28 +193,16 @@ def parse_data_id(text: str, instrument: Instrument) -> DataId:
     if len(text) > _MAX_LEN:
         raise DataIdError(f"dataId is longer than {_MAX_LEN} characters ({len(text)})")
     try:
-        raw = json.loads(
-            text,
-            object_pairs_hook=_object_pairs,
-            parse_constant=_parse_constant,
-            parse_int=_parse_int,
-            parse_float=_parse_float,
-        )
-    except json.JSONDecodeError as e:
-        raise DataIdError(f"dataId is not valid JSON ({e.msg} at character {e.pos}): {_quote(text)}") from None
-    except RecursionError:
-        raise DataIdError("dataId is nested too deeply to be a data id") from None
-    except DataIdError:
-        raise
-    except ValueError as e:  # e.g. an integer with thousands of digits
-        raise DataIdError(f"dataId is not usable JSON: {e}") from None
+        raw = loads_strict(text, "dataId")
+    except StrictJsonError as e:
+        raise DataIdError(str(e)) from None
     if not isinstance(raw, dict):
         raise DataIdError(
-            f'dataId must be a JSON object such as {{"obsid": "MC_O_20251115_000226"}}, not {_quote(text)}'
+            f'dataId must be a JSON object such as {{"obsid": "MC_O_20251115_000226"}}, not {quote(text)}'
         )
     unknown = sorted(set(raw) - set(_ALLOWED_KEYS))
     if unknown:
-        shown = ", ".join(k if k.isascii() and k.isprintable() and len(k) <= 40 else _quote(k) for k in unknown)
+        shown = ", ".join(k if k.isascii() and k.isprintable() and len(k) <= 40 else quote(k) for k in unknown)
         raise DataIdError(f"dataId has unknown key(s) {shown}; allowed: {', '.join(_ALLOWED_KEYS)}")
     has_obsid, has_group = "obsid" in raw, "groupId" in raw
     has_day_seq = "dayObs" in raw or "seqNum" in raw
@@ -267,11 +217,11 @@ def parse_data_id(text: str, instrument: Instrument) -> DataId:
         )
         if not isinstance(obsid, str):
             raise DataIdError(
-                f"obsid {_quote(obsid)} is not of the form {form}: it must be a string, not {_json_type(obsid)}"
+                f"obsid {quote(obsid)} is not of the form {form}: it must be a string, not {_json_type(obsid)}"
             )
         match = OBSID_RE.match(obsid)
         if match is None:
-            raise DataIdError(f"obsid {_quote(obsid)} is not of the form {form}{_flaw(obsid)}")
+            raise DataIdError(f"obsid {quote(obsid)} is not of the form {form}{_flaw(obsid)}")
         if match["cam"] != instrument.cam_code:
             raise DataIdError(
                 f"obsid {obsid!r} is for camera code {match['cam']}, but this CSC serves {instrument.name} "

@@ -37,6 +37,7 @@ from typing import Any
 
 from ..data.camera import Instrument
 from ..data.data_id import DataId, DataIdError, parse_data_id
+from ..data.strict_json import StrictJsonError, loads_strict, quote
 from ..pipelines.base import Pipeline
 from ..pipelines.registry import PipelineRegistry
 from .focal_plane import spread_order
@@ -169,11 +170,11 @@ class JobMaker:
         except DataIdError as e:
             raise JobRequestError(f"bad dataId: {e}") from None
         try:
-            override = json.loads(config) if config.strip() else {}
-        except json.JSONDecodeError as e:
-            raise JobRequestError(f"config is not valid JSON ({e.msg} at character {e.pos})") from None
+            override = loads_strict(config, "config") if config.strip() else {}
+        except StrictJsonError as e:
+            raise JobRequestError(str(e)) from None
         if not isinstance(override, dict):
-            raise JobRequestError(f"config must be a JSON object of pipeline settings, not {config[:80]!r}")
+            raise JobRequestError(f"config must be a JSON object of pipeline settings, not {quote(config)}")
         return self.make(pipeline, parsed, trigger, override=override)
 
     def make(
