@@ -468,6 +468,20 @@ async def test_murderous_mode_abandons_running_backlog_work_and_requeues_it(cloc
     assert host.queued_jobs()[-1] is requeued[0] or host.queued_jobs()[-1].priority == -1
 
 
+async def test_two_images_heard_at_once_in_murderous_mode_requeue_a_backlog_job_once(clock: Clock) -> None:
+    host = Host(n_workers=3)
+    d = dispatcher(host, WorkerMode.MURDEROUS, science_pipelines=("mount_torque",))
+    await arrive(d, clock, obsid(1))
+    await arrive(d, clock, obsid(2))
+    host.start()  # each image's one job runs
+    # Both handled before the task abandoning image 1's job has run: each finds it still running.
+    for n in (3, 4):
+        d.on_arrival(ImageArrival(obsid(n), img_type="OBJECT", arrived=clock.now))
+    await settle(d)
+    requeued = sorted(j.image_name for j in host.jobs if j.priority == -1)
+    assert requeued == [obsid(1), obsid(2)] and host.aborted_twice == [], host.aborted
+
+
 async def test_murderous_mode_never_abandons_the_newest_images_work(clock: Clock) -> None:
     host = Host()
     d = dispatcher(host, WorkerMode.MURDEROUS)
@@ -505,6 +519,21 @@ async def test_backlog_bound_applies_in_murderous_mode_too(clock: Clock) -> None
         await arrive(d, clock, obsid(n))
     assert sorted(j.image_name for j in host.queued) == [obsid(2), obsid(3)]
     assert list(host.aborted.values()) == ["dropped: the backlog is full"]
+
+
+async def test_a_queued_job_is_dropped_once_when_waiting_mode_and_the_backlog_bound_both_apply(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    host = Host()
+    d = dispatcher(host, WorkerMode.CONSUMING, backlog_max_images=3, science_pipelines=("mount_torque",))
+    for n in (1, 2, 3, 4):
+        await arrive(d, clock, obsid(n))
+    d.selector.set_mode(worker_mode=WorkerMode.WAITING)  # a backlog of 4 images, then WAITING
+    with caplog.at_level(logging.WARNING):
+        await arrive(d, clock, obsid(5))
+    assert len(host.aborted) == 4 and host.queued == host.jobs_of(obsid(5))
+    dropped_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Dropped")]
+    assert (d.n_dropped_jobs, host.aborted_twice, len(dropped_lines)) == (4, [], 4), dropped_lines
 
 
 async def test_stale_queued_work_is_dropped_after_backlog_max_age(clock: Clock) -> None:
@@ -987,26 +1016,6 @@ async def test_large_file_of_the_instruments_own_image_is_its_end_readout(clock:
 
 
 # -- behaviour that contradicts the module docstring (strict xfail: fix the code, then drop the mark) --
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: in WAITING mode the worker-mode drop and the backlog bound both pick the same queued job "
-    "(the first abort is only spawned), so it is aborted twice, counted twice and logged twice",
-)
-async def test_a_queued_job_is_dropped_once_when_waiting_mode_and_the_backlog_bound_both_apply(
-    clock: Clock, caplog: pytest.LogCaptureFixture
-) -> None:
-    host = Host()
-    d = dispatcher(host, WorkerMode.CONSUMING, backlog_max_images=3, science_pipelines=("mount_torque",))
-    for n in (1, 2, 3, 4):
-        await arrive(d, clock, obsid(n))
-    d.selector.set_mode(worker_mode=WorkerMode.WAITING)  # a backlog of 4 images, then WAITING
-    with caplog.at_level(logging.WARNING):
-        await arrive(d, clock, obsid(5))
-    assert len(host.aborted) == 4 and host.queued == host.jobs_of(obsid(5))
-    dropped_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Dropped")]
-    assert (d.n_dropped_jobs, host.aborted_twice, len(dropped_lines)) == (4, [], 4), dropped_lines
 
 
 @pytest.mark.xfail(

@@ -292,6 +292,9 @@ class AutonomousDispatcher:
         self._rank = 0
         self._seen: collections.deque[str] = collections.deque(maxlen=1000)
         self._tasks: set[asyncio.Task] = set()
+        # Jobs whose abort is spawned and not yet done: still queued or running meanwhile, so every rule
+        # that picks jobs skips them (else one job is aborted, counted and logged twice, or requeued twice).
+        self._aborting: set[str] = set()
         self._housekeeping: asyncio.Task | None = None
         self._idle_since: float | None = None
         self._last_selection_key: tuple | None = None
@@ -529,6 +532,8 @@ class AutonomousDispatcher:
         dropped: dict[str, int] = collections.Counter()
         deferred = 0
         for job in self._queued_jobs():
+            if job.job_id in self._aborting:
+                continue
             old = self._image_of(job)
             if old is None or not which(job, old):
                 continue
@@ -536,10 +541,10 @@ class AutonomousDispatcher:
                 # Not lost: back to be caught up when the pool is next quiet.
                 old.left_out.update(job.data_id.detectors)
                 deferred += 1
-                self._spawn(self._abort_job(job.job_id, f"put off: {reason}; to be caught up later"))
+                self._spawn_abort(job.job_id, f"put off: {reason}; to be caught up later")
                 continue
             dropped[old.arrival.image_name] += 1
-            self._spawn(self._abort_job(job.job_id, f"dropped: {reason}"))
+            self._spawn_abort(job.job_id, f"dropped: {reason}")
         for name, count in dropped.items():
             self.n_dropped_jobs += count
             self.log.warning("Dropped %d queued job(s) of %s: %s", count, name, reason)
@@ -554,18 +559,19 @@ class AutonomousDispatcher:
         """
         for job in self._running_jobs():
             old = self._image_of(job)
-            if old is None:
+            if old is None or job.job_id in self._aborting:
                 continue
             if job.trigger == Trigger.CATCHUP:
                 old.left_out.update(job.data_id.detectors)
                 reason = "abandoned for a newer image (worker mode MURDEROUS); to be caught up later"
-                self._spawn(self._abort_job(job.job_id, reason))
+                self._spawn_abort(job.job_id, reason)
                 continue
             if old.rank >= new_rank - 1:
                 continue
             self.log.info(
                 "Abandoning backlog job %s of %s for a newer image; requeued", job.job_id, old.arrival.image_name
             )
+            self._aborting.add(job.job_id)  # _requeue aborts it first
             self._spawn(self._requeue(job, old))
 
     async def _requeue(self, job: Job, image: _Image) -> None:
@@ -602,12 +608,18 @@ class AutonomousDispatcher:
 
     async def _abort_job(self, job_id: str, reason: str) -> None:
         """Abort a job if it is still queued or running (it gets its jobResult with the reason)."""
-        if self.job_manager is None:
-            return
         try:
-            await self.job_manager.abort(job_id, reason=reason)
+            if self.job_manager is not None:
+                await self.job_manager.abort(job_id, reason=reason)
         except (KeyError, ValueError):
             pass  # it ended meanwhile
+        finally:
+            self._aborting.discard(job_id)
+
+    def _spawn_abort(self, job_id: str, reason: str) -> None:
+        """Abort a job in a task of its own; until that is done, no rule picks the job again."""
+        self._aborting.add(job_id)
+        self._spawn(self._abort_job(job_id, reason))
 
     def _spawn(self, coroutine: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -661,10 +673,10 @@ class AutonomousDispatcher:
         dropped: dict[str, int] = collections.Counter()
         for job in self._queued_jobs():
             name = self._file_job.get(job.job_id)
-            if name is None or name not in names:
+            if name is None or name not in names or job.job_id in self._aborting:
                 continue
             dropped[name] += 1
-            self._spawn(self._abort_job(job.job_id, f"dropped: {reason}"))
+            self._spawn_abort(job.job_id, f"dropped: {reason}")
         for name, count in dropped.items():
             self.n_dropped_jobs += count
             record = self.files[name]
