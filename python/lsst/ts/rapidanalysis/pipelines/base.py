@@ -14,7 +14,7 @@ import logging
 import pathlib
 import re
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import pydantic
 
@@ -163,8 +163,12 @@ class PipelineContext:
         return self.output_dir / file_name
 
 
-class Pipeline(abc.ABC):
-    """A named pipeline.
+#: A pipeline's configuration model (`Pipeline` is generic in it).
+ConfigT = TypeVar("ConfigT", bound=PipelineConfig)
+
+
+class Pipeline(abc.ABC, Generic[ConfigT]):
+    """A named pipeline, generic in its configuration model (``Pipeline[SfmConfig]``).
 
     Class attributes
     ----------------
@@ -224,6 +228,6 @@ class Pipeline(abc.ABC):
             raise ValueError(f"bad configuration for pipeline {cls.name!r}: {problems}") from None
 
     @abc.abstractmethod
-    def run(self, inputs: list[pathlib.Path], config: PipelineConfig, context: PipelineContext) -> PipelineResult:
-        """Run on ``inputs`` (files) with ``config``; return what it measured."""
+    def run(self, inputs: list[pathlib.Path], config: ConfigT, context: PipelineContext) -> PipelineResult:
+        """Run on ``inputs`` (files) with ``config`` (made by `make_config`); return what it measured."""
         raise NotImplementedError()

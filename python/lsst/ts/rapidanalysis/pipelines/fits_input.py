@@ -152,7 +152,7 @@ def identify_detector(header: fits.Header) -> tuple[int, str, str | None, list[s
         return 0, "", None, []
     name = f"{raft.strip()}_{slot.strip()}"
     for inst in (instrument, get_instrument("LSSTCam")) if instrument is not None else (get_instrument("LSSTCam"),):
-        detector = inst.by_name.get(name)
-        if detector is not None:
-            return detector.id, detector.name, detector.physical_type, []
+        known = inst.by_name.get(name)
+        if known is not None:
+            return known.id, known.name, known.physical_type, []
     return 0, name, None, [f"detector {name} is not known; reported as detector 0"]

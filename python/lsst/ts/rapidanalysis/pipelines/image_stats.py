@@ -288,7 +288,7 @@ def _json_number(value: float) -> float | int | None:
     return float(f"{value:.6g}")
 
 
-class ImageStatsPipeline(Pipeline):
+class ImageStatsPipeline(Pipeline[ImageStatsConfig]):
     """ISR statistics: overscan level and read noise per amp, clipped pixel statistics, a histogram."""
 
     name = "image_stats"

@@ -640,7 +640,7 @@ class _Measurement:
     notes: list[str]
 
 
-class MountTorquePipeline(Pipeline):
+class MountTorquePipeline(Pipeline[MountTorqueConfig]):
     """Mount tracking errors (AuxTel or Simonyi) during an exposure and their image impact."""
 
     name = "mount_torque"

@@ -93,7 +93,7 @@ def checked_wcs(
     fallback_scale : `float`, optional
         arcsec/pixel when neither the header nor the camera gives one (default 0.2).
     """
-    wcs = header_wcs(header)  # type: ignore[arg-type]
+    wcs = header_wcs(header)
     camera_scale = pixel_scale(instrument) if instrument is not None else None
     if camera_scale is None or detector is None:
         scale = _scale_of(wcs) if wcs is not None else None

@@ -474,7 +474,7 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-class SfmPipeline(Pipeline):
+class SfmPipeline(Pipeline[SfmConfig]):
     """Single-frame measurement of each input detector: ISR, PSF, photometric calibration, metrics."""
 
     name = "sfm"

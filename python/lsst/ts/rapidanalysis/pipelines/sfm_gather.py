@@ -26,6 +26,7 @@ import json
 import math
 import pathlib
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -94,7 +95,13 @@ def _values(rows: list[dict[str, Any]], key: str) -> np.ndarray:
 def _stat(values: np.ndarray, how: str) -> float:
     if values.size == 0:
         return math.nan
-    return float({"mean": np.mean, "median": np.median, "min": np.min, "max": np.max}[how](values))
+    reducers: dict[str, Callable[[np.ndarray], Any]] = {
+        "mean": np.mean,
+        "median": np.median,
+        "min": np.min,
+        "max": np.max,
+    }
+    return float(reducers[how](values))
 
 
 def visit_metrics(
@@ -169,7 +176,7 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-class SfmGatherPipeline(Pipeline):
+class SfmGatherPipeline(Pipeline[SfmGatherConfig]):
     """Visit metrics and plots from the gathered ``sfm`` detector results."""
 
     name = "sfm_gather"

@@ -1220,7 +1220,7 @@ def _json_number(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else float(f"{value:.6g}")
 
 
-class SpectrumExaminerPipeline(Pipeline):
+class SpectrumExaminerPipeline(Pipeline[SpectrumExaminerConfig]):
     """LATISS spectrum examiner: zeroth-order star, first-order continuum and width, a 4 x 4-panel plot."""
 
     name = "spectrum_examiner"

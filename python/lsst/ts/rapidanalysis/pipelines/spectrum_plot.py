@@ -189,7 +189,8 @@ class _ExaminerFigure:
         points = fig.dpi / 72  # pixels per point
         # Tick labels: this far from the axes (the tick's length and the label's pad), in pixels.
         self._tick_pad = {
-            name: (rcParams[f"{name}tick.major.size"] + rcParams[f"{name}tick.major.pad"]) * points for name in "xy"
+            "x": (rcParams["xtick.major.size"] + rcParams["xtick.major.pad"]) * points,
+            "y": (rcParams["ytick.major.size"] + rcParams["ytick.major.pad"]) * points,
         }
         self._tick_fonts = {size: _font(FontProperties(), size * points) for size in (6, 7)}
         # The text box, top left of the bottom right quarter (pixels from the top left corner).
@@ -368,7 +369,7 @@ def _write_png(path: pathlib.Path, rgba: np.ndarray, dpi: float) -> None:
             b"\x89PNG\r\n\x1a\n",
             chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)),  # 8-bit RGBA
             chunk(b"pHYs", struct.pack(">IIB", per_metre, per_metre, 1)),
-            chunk(b"IDAT", zlib.compress(rows, _PNG_COMPRESS_LEVEL)),
+            chunk(b"IDAT", zlib.compress(rows.data, _PNG_COMPRESS_LEVEL)),
             chunk(b"IEND", b""),
         ]
     )

@@ -31,7 +31,7 @@ class SucceedConfig(PipelineConfig):
     )
 
 
-class SucceedPipeline(Pipeline):
+class SucceedPipeline(Pipeline[SucceedConfig]):
     """Succeeds at once, reporting ``value`` (and the number of inputs)."""
 
     name = "test.succeed"
@@ -62,7 +62,7 @@ class FailConfig(PipelineConfig):
     crash: bool = pydantic.Field(False, description="Raise an unexpected exception instead.")
 
 
-class FailPipeline(Pipeline):
+class FailPipeline(Pipeline[FailConfig]):
     """Fails at once with ``message`` (or crashes, to test unexpected errors)."""
 
     name = "test.fail"
@@ -84,7 +84,7 @@ class SleepConfig(PipelineConfig):
     check_interval: float = pydantic.Field(0.05, gt=0, le=10, description="Seconds between abort checks.")
 
 
-class SleepPipeline(Pipeline):
+class SleepPipeline(Pipeline[SleepConfig]):
     """Works (sleeps) for ``duration`` seconds, checking for abort as a real pipeline must."""
 
     name = "test.sleep"

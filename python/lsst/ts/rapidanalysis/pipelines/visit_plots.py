@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import pathlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import matplotlib
 import numpy as np
@@ -31,7 +31,7 @@ _HALF_SIDE_MM = 20.5
 _WHISKER_MM_PER_E = 150.0
 
 
-def _finite(value: Any) -> bool:
+def _finite(value: Any) -> TypeGuard[float]:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
