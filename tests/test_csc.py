@@ -34,6 +34,7 @@ from lsst.ts.rapidanalysis import __version__
 from lsst.ts.rapidanalysis.csc import CONFIG_SCHEMA, RapidAnalysisCsc
 from lsst.ts.rapidanalysis.results.database import open_results
 from lsst.ts.rapidanalysis.sal import Domain, Remote, SalRetCode, State, current_tai
+from lsst.ts.rapidanalysis.sal.config_validator import DefaultingValidator
 from lsst.ts.rapidanalysis.sal.configurable_csc import hierarchical_update
 from lsst.ts.rapidanalysis.sal.testutils import BaseCscTestCase
 
@@ -211,13 +212,16 @@ class RapidAnalysisCscTestCase(RapidAnalysisTestMixin, BaseCscTestCase, unittest
         jsonschema.Draft7Validator.check_schema(schema)
         assert schema == CONFIG_SCHEMA
         validator = jsonschema.Draft7Validator(schema)
+        defaulting = DefaultingValidator(schema)
         assert SHIPPED_CONFIG_DIR.is_dir()
-        init = yaml.safe_load((SHIPPED_CONFIG_DIR / "_init.yaml").read_text())
-        validator.validate(init)
+        # The shipped _init.yaml sets nothing: every default is the schema's.
+        init = yaml.safe_load((SHIPPED_CONFIG_DIR / "_init.yaml").read_text()) or {}
+        assert init == {}
+        defaulting.validate(init)
         others = sorted(p for p in SHIPPED_CONFIG_DIR.glob("*.yaml") if p.name != "_init.yaml")
         assert {p.name for p in others} >= {"_summit.yaml", "_base.yaml", "_tucson.yaml", "synchronous.yaml"}
         for path in others:
-            validator.validate(hierarchical_update(init, yaml.safe_load(path.read_text()) or {}))
+            defaulting.validate(hierarchical_update(init, yaml.safe_load(path.read_text()) or {}))
 
         # The test configuration: valid, and each invalid_* file is invalid the way it says.
         test_init = yaml.safe_load((TEST_CONFIG_DIR / "_init.yaml").read_text())

@@ -47,8 +47,6 @@ __all__ = ["RapidAnalysisCsc", "ErrorCode", "CONFIG_SCHEMA", "default_config_pat
 _CONFIG_DIR = pathlib.Path(__file__).parent / "config"
 CONFIG_SCHEMA: dict = yaml.safe_load((_CONFIG_DIR / "schema" / "RapidAnalysis.yaml").read_text())
 _UNEXPANDED_RE = re.compile(r"\$\{?[A-Za-z_][A-Za-z0-9_]*")
-#: Settings that may be left out of a configuration: their default is the schema's ``default``.
-_SCHEMA_DEFAULTED = ("min_workers", "worker_restart_timeout")
 # How long processData may take to be queued in asynchronous mode (scripts use ~5 s timeouts).
 _QUEUE_ACK_TIMEOUT = 5.0
 
@@ -195,10 +193,7 @@ class RapidAnalysisCsc(ConfigurableCsc):
 
     @staticmethod
     def _configure_pool(config: types.SimpleNamespace) -> None:
-        """Fill in the pool's watch settings from the schema's defaults; check the floor against the pool."""
-        for key in _SCHEMA_DEFAULTED:
-            if not hasattr(config, key):
-                setattr(config, key, CONFIG_SCHEMA["properties"][key]["default"])
+        """Check the pool's floor against the pool."""
         if not config.scheduler_address and config.min_workers > config.n_workers:
             raise ExpectedError(
                 f"min_workers={config.min_workers} is more than the local pool's n_workers={config.n_workers}: "
@@ -209,14 +204,14 @@ class RapidAnalysisCsc(ConfigurableCsc):
         """Check the autonomous settings' pipelines and expand ``file_root`` (into ``config.file_root``)."""
         settings = config.autonomous
         for field in ("science_pipelines", "dispersed_pipelines", "calibration_pipelines", "file_pipelines"):
-            for name in settings.get(field, []):
+            for name in settings[field]:
                 try:
                     pipeline = self.registry.get(name)
                 except ValueError as e:
                     raise ExpectedError(f"autonomous.{field}: {e}") from None
                 if pipeline.internal:
                     raise ExpectedError(f"autonomous.{field}: pipeline {name!r} is run by the CSC itself")
-        file_root = settings.get("file_root", "")
+        file_root = settings["file_root"]
         config.file_root = pathlib.Path(_expand(file_root, "autonomous.file_root")) if file_root else config.data_root
 
     # -- state --
@@ -238,21 +233,21 @@ class RapidAnalysisCsc(ConfigurableCsc):
     async def _start_autonomous(self) -> None:
         assert self.config is not None
         settings = self.config.autonomous
-        if not settings.get("enabled") or self.dispatcher is not None:
+        if not settings["enabled"] or self.dispatcher is not None:
             return
         if not self._mode_configured:
             # The configured initial mode, once; later setFocalPlaneMode commands stay in force.
             self.selector.set_mode(
-                pattern=settings.get("pattern", "all"),
-                automatic=bool(settings.get("automatic", True)),
-                worker_mode=int(settings.get("worker_mode", 1)),
+                pattern=settings["pattern"],
+                automatic=settings["automatic"],
+                worker_mode=settings["worker_mode"],
             )
             self._mode_configured = True
         known = {f.name for f in dataclasses.fields(AutonomousSettings)}
         autonomous_settings = AutonomousSettings(
             **{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items() if k in known}
         )
-        generators = list(settings.get("generators", []))
+        generators = list(settings["generators"])
         file_store = RawStore(self.config.file_root, self.instrument)
         self.dispatcher = AutonomousDispatcher(
             self,

@@ -17,6 +17,7 @@ import jsonschema
 import yaml
 
 from .base_csc import BaseCsc
+from .config_validator import ConfigError, DefaultingValidator
 from .enums import State
 from .errors import ExpectedError
 from .topics import ControllerEvent
@@ -169,12 +170,11 @@ class ConfigurableCsc(BaseCsc, abc.ABC):
             raise RuntimeError(f"LSST_SITE={site!r} is not a plain name")
         self.site = site
         try:
-            jsonschema.Draft7Validator.check_schema(config_schema)
+            self.config_validator = DefaultingValidator(config_schema)
         except jsonschema.SchemaError as e:
             raise ValueError(f"config_schema is not a valid draft-7 schema: {e.message}") from None
         self.config_schema = config_schema
         self.schema_version = schema_version_of(config_schema)
-        self.config_validator = jsonschema.Draft7Validator(config_schema)
         self.config_dir = pathlib.Path(config_dir) if config_dir is not None else self.default_config_dir(name)
         if not self.config_dir.is_dir():
             raise ValueError(f"config_dir={self.config_dir} does not exist or is not a directory")
@@ -251,12 +251,11 @@ class ConfigurableCsc(BaseCsc, abc.ABC):
         config_dict, files = await asyncio.get_running_loop().run_in_executor(
             None, read_config_files, self.config_dir, self.site, override
         )
-        errors = sorted(self.config_validator.iter_errors(config_dict), key=lambda e: list(e.absolute_path))
-        if errors:
-            details = "; ".join(
-                f"{'/'.join(str(p) for p in e.absolute_path) or '(top level)'}: {e.message}" for e in errors[:5]
-            )
-            raise ExpectedError(f"Configuration {','.join(files)} is not valid: {details}")
+        try:
+            # The schema's defaults fill in what no file sets.
+            config_dict = self.config_validator.validate(config_dict)
+        except ConfigError as e:
+            raise ExpectedError(f"Configuration {','.join(files)} is not valid: {e}") from None
         try:
             await self.configure(types.SimpleNamespace(**config_dict))
         except ExpectedError:
