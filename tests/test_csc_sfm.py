@@ -107,12 +107,12 @@ class SfmCscTestCase(RapidAnalysisTestMixin, BaseCscTestCase, unittest.IsolatedA
 
     async def test_a_detector_that_never_comes_does_not_stall_the_visit(self) -> None:
         await asyncio.to_thread(self.simulate, DETECTORS[0])
-        async with self.enabled_csc(warm=True, override="gather.yaml"):
+        async with self.enabled_csc(warm=True, override="gather_late.yaml"):
             await self.request_sfm(DETECTORS[:2])
             first = await self.remote.evt_visitGathered.next(flush=False, timeout=60)
             assert (first.nProcessed, first.partial, first.regather) == (1, True, False), first
-            # The re-gather comes at regather_timeout (15 s after the first detector) although the
-            # second detector's job is still waiting for its raw (raw_wait_timeout 20 s).
+            # The re-gather comes at regather_timeout (6 s after the first detector) although the
+            # second detector's job is still waiting for its raw (raw_wait_timeout 60 s).
             second = await self.remote.evt_visitGathered.next(flush=False, timeout=STD_TIMEOUT)
             assert (second.nProcessed, second.partial, second.regather) == (1, True, True), second
             assert self.csc.job_manager.n_queued >= 1
