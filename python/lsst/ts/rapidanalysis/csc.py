@@ -41,6 +41,7 @@ from .pipelines.registry import PipelineRegistry
 from .results.publication import JobPublisher
 from .results.recorder import JobRecorder
 from .sal import ConfigurableCsc, ExpectedError, SalRetCode, State, current_tai
+from .sal.topics import ControllerCommand, ControllerEvent, ControllerTelemetry
 
 __all__ = ["RapidAnalysisCsc", "ErrorCode", "CONFIG_SCHEMA", "default_config_path", "run_rapid_analysis"]
 
@@ -92,6 +93,14 @@ class RapidAnalysisCsc(ConfigurableCsc):
     check_if_duplicate : `bool`
         Refuse to run beside another instance with the same index.
     """
+
+    # The RapidAnalysis topics this class uses, declared so that type checkers check their use
+    # (they are made from the interface XML at run time).
+    cmd_processData: ControllerCommand
+    evt_focalPlaneMode: ControllerEvent
+    evt_visitGathered: ControllerEvent
+    evt_workerPool: ControllerEvent
+    tel_poolStatus: ControllerTelemetry
 
     valid_simulation_modes = (0, 1)
     simulation_help = "Simulation mode: the test pipelines test.succeed, test.fail and test.sleep exist."
