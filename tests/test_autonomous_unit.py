@@ -491,6 +491,61 @@ async def test_murderous_mode_never_abandons_the_newest_images_work(clock: Clock
     assert host.aborted == {} and len(host.running) == 2
 
 
+async def test_an_older_image_told_late_does_not_displace_the_newest_in_waiting_mode(clock: Clock) -> None:
+    host = Host()
+    slow = host.kinds[obsid(1)] = asyncio.Event()
+    d = dispatcher(host, WorkerMode.WAITING, science_pipelines=("mount_torque",))
+    d.on_arrival(ImageArrival(obsid(1), img_type="OBJECT", arrived=clock.now))
+    await asyncio.sleep(0)
+    clock.now += 1
+    d.on_arrival(ImageArrival(obsid(2), img_type="OBJECT", arrived=clock.now))  # its kind told at once
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert [j.image_name for j in host.queued] == [obsid(2)]
+    slow.set()  # image 1's kind told now
+    await settle(d)
+    assert host.jobs_of(obsid(2)) != [], host.aborted  # the newest image is still worked on
+    # ... and the older one is dropped as it would have been had it been told first.
+    assert {host.aborted[j.job_id] for j in host.jobs_of(obsid(1), host.jobs)} == {
+        "dropped: a newer image arrived (worker mode WAITING)"
+    }
+    assert list(d.images) == [obsid(1), obsid(2)] and d.backlog() == 0
+
+
+async def test_an_older_image_told_late_is_backlog_below_the_newest_in_consuming_mode(clock: Clock) -> None:
+    host = Host()
+    slow = host.kinds[obsid(1)] = asyncio.Event()
+    d = dispatcher(host, WorkerMode.CONSUMING, science_pipelines=("mount_torque",))
+    d.on_arrival(ImageArrival(obsid(1), img_type="OBJECT", arrived=clock.now))
+    await asyncio.sleep(0)
+    clock.now += 1
+    d.on_arrival(ImageArrival(obsid(2), img_type="OBJECT", arrived=clock.now))  # its kind told at once
+    for _ in range(10):
+        await asyncio.sleep(0)
+    slow.set()
+    await settle(d)
+    assert host.aborted == {}
+    assert [(j.image_name, j.priority) for j in host.queued_jobs()] == [(obsid(2), 0), (obsid(1), -1)]
+    assert d.backlog() == 1
+
+
+async def test_an_older_image_told_late_abandons_nothing_in_murderous_mode(clock: Clock) -> None:
+    host = Host(n_workers=3)
+    d = dispatcher(host, WorkerMode.MURDEROUS, science_pipelines=("mount_torque",))
+    await arrive(d, clock, obsid(1))
+    slow = host.kinds[obsid(2)] = asyncio.Event()
+    d.on_arrival(ImageArrival(obsid(2), img_type="OBJECT", arrived=clock.now))
+    await asyncio.sleep(0)
+    d.on_arrival(ImageArrival(obsid(3), img_type="OBJECT", arrived=clock.now))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    running = host.start()
+    assert sorted(j.image_name for j in running) == [obsid(1), obsid(3)]
+    slow.set()  # image 2, older than image 3, abandons none of image 1's work
+    await settle(d)
+    assert host.aborted == {} and host.running == running
+
+
 # -- the backlog bound --
 
 
@@ -1013,28 +1068,3 @@ async def test_large_file_of_the_instruments_own_image_is_its_end_readout(clock:
     assert host.file_jobs == [] and [(p, i) for p, i, *_ in host.made()] == [("mount_torque", obsid(1))]
     await arrive(d, clock, obsid(1))  # its endReadout, heard second: ignored
     assert len(host.made()) == 1 and d.n_images == 1
-
-
-# -- behaviour that contradicts the module docstring (strict xfail: fix the code, then drop the mark) --
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: 'newest' is the order in which image kinds are told, not of arrival: an older image whose "
-    "kind is told late (LATISS reads a raw for it) is taken as the newest, and WAITING mode drops the newer "
-    "image's queued jobs for it",
-)
-async def test_an_older_image_told_late_does_not_displace_the_newest_in_waiting_mode(clock: Clock) -> None:
-    host = Host()
-    slow = host.kinds[obsid(1)] = asyncio.Event()
-    d = dispatcher(host, WorkerMode.WAITING, science_pipelines=("mount_torque",))
-    d.on_arrival(ImageArrival(obsid(1), img_type="OBJECT", arrived=clock.now))
-    await asyncio.sleep(0)
-    clock.now += 1
-    d.on_arrival(ImageArrival(obsid(2), img_type="OBJECT", arrived=clock.now))  # its kind told at once
-    for _ in range(10):
-        await asyncio.sleep(0)
-    assert [j.image_name for j in host.queued] == [obsid(2)]
-    slow.set()  # image 1's kind told now
-    await settle(d)
-    assert host.jobs_of(obsid(2)) != [], host.aborted  # the newest image is still worked on

@@ -19,6 +19,10 @@ For each new image (`lsst.ts.rapidanalysis.data.image_listener.ImageArrival`):
      that was newest until now) are abandoned and put back in the backlog; the work of the
      newest images is never abandoned;
 
+   "newest" is the order images are heard in, not the order their kinds are told in: an image told
+   after a newer one (its raw read late) is older work from the start (its jobs queued below the
+   newer images', dropped at once in waiting mode), and it abandons nothing;
+
 4. the backlog is bounded: at most ``backlog_max_images`` older images keep queued jobs and no
    queued job waits longer than ``backlog_max_age``; what falls out is dropped and reported;
 5. when no image's work has been queued or running for ``catchup_idle_seconds``, the detectors
@@ -95,7 +99,8 @@ __all__ = [
 CALIBRATION_TYPES = frozenset({"BIAS", "DARK", "FLAT", "SFLAT", "DFLAT"})
 #: jobResult.pipeline of an image that got no pipeline because its kind could not be told.
 UNDISPATCHED_PIPELINE = "image_kind"
-#: Priorities: the newest images' jobs first, then backlog put back by murderous mode, then catch-up.
+#: Priorities: the newest images' jobs first, then backlog put back by murderous mode or told after a newer
+#: image, then catch-up.
 _REQUEUED_PRIORITY = -1
 _CATCHUP_PRIORITY = -2
 #: Generator files remembered (for staleness and repeats); their jobs are long done by then.
@@ -334,22 +339,24 @@ class AutonomousDispatcher:
         if arrival.image_name in self._seen:
             return  # the same image announced twice (endReadout and a file), or a repeat
         self._seen.append(arrival.image_name)
-        task = asyncio.create_task(self._handle(arrival))
+        # Ranked as heard: "newest" is arrival order, not the order kinds are told (LATISS reads a raw for it).
+        self._rank += 1
+        task = asyncio.create_task(self._handle(arrival, self._rank))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _handle(self, arrival: ImageArrival) -> None:
+    async def _handle(self, arrival: ImageArrival, rank: int) -> None:
         try:
             if arrival.source == "largeFileObjectAvailable" and not is_instrument_obsid(
                 arrival.image_name, self.selector.instrument
             ):
                 await self._handle_file(arrival)
             else:
-                await self._handle_image(arrival)
+                await self._handle_image(arrival, rank)
         except Exception:  # never lost in an unawaited task
             self.log.exception("%s from %s dropped: dispatching it failed", arrival.image_name, arrival.source)
 
-    async def _handle_image(self, arrival: ImageArrival) -> None:
+    async def _handle_image(self, arrival: ImageArrival, rank: int) -> None:
         try:
             kind = await self.host.image_kind(arrival)
         except asyncio.CancelledError:
@@ -368,13 +375,15 @@ class AutonomousDispatcher:
             # Heard before the previous image, whose kind was told sooner (LATISS reads raws for
             # it): one cadence interval fewer, the image itself still processed.
             pass
-        self._rank += 1
         self.n_images += 1
         self.selector.n_workers = self.n_workers
         selection = self.selector.select(arrival.image_name)
-        image = _Image(arrival, self._rank, kind, selection)
+        image = _Image(arrival, rank, kind, selection)
         self._announce(image)
-        self._make_room(image)
+        # Told after a newer image: older work from the start, so below the newer images' work (jobs of
+        # one priority run newest-submitted first).
+        late = any(old.rank > rank for old in self.images.values())
+        priority = _REQUEUED_PRIORITY if late else 0
         pipelines = {
             ImageKind.SCIENCE: self.settings.science_pipelines,
             ImageKind.DISPERSED: self.settings.dispersed_pipelines,
@@ -382,10 +391,15 @@ class AutonomousDispatcher:
         }[kind]
         # The job maker splits each pipeline's work over the selected detectors (or not), by its one rule.
         for pipeline in pipelines:
-            self._submit(image, pipeline, {"obsid": arrival.image_name}, Trigger.AUTONOMOUS, 0, selection.detectors)
+            self._submit(
+                image, pipeline, {"obsid": arrival.image_name}, Trigger.AUTONOMOUS, priority, selection.detectors
+            )
         if kind == ImageKind.SCIENCE:
             image.left_out = self._imaging - set(selection.detectors)
         self.images[arrival.image_name] = image
+        for name in [name for name, old in self.images.items() if old.rank > rank]:
+            self.images.move_to_end(name)  # kept in arrival order, the newest last
+        self._make_room(image)
         while len(self.images) > max(self.settings.catchup_max_images, self.settings.backlog_max_images + 1):
             old_name, old = self.images.popitem(last=False)
             for job_id in old.job_ids:
@@ -513,14 +527,20 @@ class AutonomousDispatcher:
     # -- older work --
 
     def _make_room(self, image: _Image) -> None:
-        """Apply the worker mode and the backlog bound before the new image's jobs are queued."""
+        """Apply the worker mode and the backlog bound, the image's jobs queued and the image remembered."""
+        images = list(self.images.values())  # in arrival order
         mode = self.selector.mode.worker_mode
-        if mode == WorkerMode.WAITING:
-            self._drop_queued(lambda job, old: True, "a newer image arrived (worker mode WAITING)")
-        elif mode == WorkerMode.MURDEROUS:
-            self._preempt_backlog(image.rank)
-        # The bound: the newest backlog_max_images older images keep their queued jobs.
-        keep = {img.arrival.image_name for img in list(self.images.values())[-self.settings.backlog_max_images :]}
+        waiting = "a newer image arrived (worker mode WAITING)"
+        if image is images[-1]:
+            if mode == WorkerMode.WAITING:
+                self._drop_queued(lambda job, old: old is not image, waiting)
+            elif mode == WorkerMode.MURDEROUS and len(images) > 1:
+                self._preempt_backlog(images[-2].rank)
+        elif mode == WorkerMode.WAITING:
+            # Told after a newer image: only the newest is worked on.
+            self._drop_queued(lambda job, old: old is image, waiting)
+        # The bound: the newest image and the backlog_max_images before it keep their queued jobs.
+        keep = {img.arrival.image_name for img in images[-(self.settings.backlog_max_images + 1) :]}
         self._drop_queued(lambda job, old: old.arrival.image_name not in keep, "the backlog is full")
 
     def _image_of(self, job: Job) -> _Image | None:
@@ -551,8 +571,8 @@ class AutonomousDispatcher:
         if deferred:
             self.log.debug("Put off %d queued catch-up job(s): %s", deferred, reason)
 
-    def _preempt_backlog(self, new_rank: int) -> None:
-        """Abandon running jobs of images older than the previous newest one, and requeue them.
+    def _preempt_backlog(self, previous_rank: int) -> None:
+        """Abandon running jobs of images older than the previous newest one (``previous_rank``); requeue them.
 
         Catch-up jobs are backlog work of any image: abandoned, and their detectors left to be
         caught up again when the pool is next quiet.
@@ -566,7 +586,7 @@ class AutonomousDispatcher:
                 reason = "abandoned for a newer image (worker mode MURDEROUS); to be caught up later"
                 self._spawn_abort(job.job_id, reason)
                 continue
-            if old.rank >= new_rank - 1:
+            if old.rank >= previous_rank:
                 continue
             self.log.info(
                 "Abandoning backlog job %s of %s for a newer image; requeued", job.job_id, old.arrival.image_name
