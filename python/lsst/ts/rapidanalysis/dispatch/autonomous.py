@@ -559,7 +559,7 @@ class AutonomousDispatcher:
                 continue
             if job.trigger == Trigger.CATCHUP and old.arrival.image_name in self.images:
                 # Not lost: back to be caught up when the pool is next quiet.
-                old.left_out.update(job.data_id.detectors)
+                old.left_out.update(job.data_id.detectors or ())
                 deferred += 1
                 self._spawn_abort(job.job_id, f"put off: {reason}; to be caught up later")
                 continue
@@ -582,7 +582,7 @@ class AutonomousDispatcher:
             if old is None or job.job_id in self._aborting:
                 continue
             if job.trigger == Trigger.CATCHUP:
-                old.left_out.update(job.data_id.detectors)
+                old.left_out.update(job.data_id.detectors or ())
                 reason = "abandoned for a newer image (worker mode MURDEROUS); to be caught up later"
                 self._spawn_abort(job.job_id, reason)
                 continue
