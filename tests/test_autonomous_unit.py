@@ -432,6 +432,23 @@ async def test_waiting_mode_drops_queued_jobs_of_older_images_with_the_reason(
     ]
 
 
+async def test_an_abort_that_fails_is_logged_not_lost(clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+    host = Host()
+    d = dispatcher(host, WorkerMode.WAITING)
+    await arrive(d, clock, obsid(1))
+
+    async def broken_abort(job_id: str, reason: str = "") -> None:
+        raise RuntimeError("the job manager is gone")
+
+    host.abort = broken_abort  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR):
+        await arrive(d, clock, obsid(2))
+        for _ in range(3):
+            await asyncio.sleep(0)
+    failures = [r for r in caplog.records if r.getMessage() == "Autonomous dispatch step failed"]
+    assert len(failures) == 10 and "the job manager is gone" in caplog.text
+
+
 async def test_consuming_mode_keeps_older_work_and_runs_the_newest_first(clock: Clock) -> None:
     host = Host()
     d = dispatcher(host, WorkerMode.CONSUMING)

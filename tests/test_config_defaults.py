@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from lsst.ts.rapidanalysis.csc import CONFIG_SCHEMA
+from lsst.ts.rapidanalysis.dispatch.autonomous import AutonomousSettings
 from lsst.ts.rapidanalysis.sal.config_validator import ConfigError, DefaultingValidator, schema_defaults
 
 SCHEMA: dict[str, Any] = {
@@ -93,3 +94,11 @@ def test_every_rapid_analysis_setting_has_its_default_in_the_schema() -> None:
     config = DefaultingValidator(CONFIG_SCHEMA).validate({})
     assert set(config) == set(CONFIG_SCHEMA["properties"])
     assert set(config["autonomous"]) == set(CONFIG_SCHEMA["properties"]["autonomous"]["properties"])
+
+
+def test_autonomous_settings_take_the_schemas_defaults() -> None:
+    config = DefaultingValidator(CONFIG_SCHEMA).validate({})
+    assert AutonomousSettings.from_config(config["autonomous"]) == AutonomousSettings()
+    assert AutonomousSettings().catchup_idle_seconds == 2.0  # the shipped value, once
+    given = dict(config["autonomous"], catchup_max_images=5, science_pipelines=["sfm"])
+    assert AutonomousSettings.from_config(given) == AutonomousSettings(catchup_max_images=5, science_pipelines=("sfm",))

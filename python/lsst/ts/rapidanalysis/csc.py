@@ -4,7 +4,6 @@ telemetry, database rows and product files."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import enum
 import json
 import logging
@@ -15,10 +14,10 @@ import time
 import types
 from typing import Any
 
-import yaml
 from lsst.ts.idl.enums.OCPS import SalIndex
 
 from . import __version__
+from .config_schema import CONFIG_DIR, CONFIG_SCHEMA
 from .data.camera import Instrument, get_instrument
 from .data.data_id import DataId, DataIdError, parse_data_id
 from .data.image_listener import ImageArrival, ImageListener
@@ -45,8 +44,6 @@ from .sal.topics import ControllerCommand, ControllerEvent, ControllerTelemetry
 
 __all__ = ["RapidAnalysisCsc", "ErrorCode", "CONFIG_SCHEMA", "default_config_path", "run_rapid_analysis"]
 
-_CONFIG_DIR = pathlib.Path(__file__).parent / "config"
-CONFIG_SCHEMA: dict = yaml.safe_load((_CONFIG_DIR / "schema" / "RapidAnalysis.yaml").read_text())
 _UNEXPANDED_RE = re.compile(r"\$\{?[A-Za-z_][A-Za-z0-9_]*")
 # How long processData may take to be queued in asynchronous mode (scripts use ~5 s timeouts).
 _QUEUE_ACK_TIMEOUT = 5.0
@@ -54,7 +51,7 @@ _QUEUE_ACK_TIMEOUT = 5.0
 
 def default_config_path() -> pathlib.Path:
     """The shipped default configuration (``_init.yaml``), which sites and tools build on."""
-    return _CONFIG_DIR / "RapidAnalysis" / "v1" / "_init.yaml"
+    return CONFIG_DIR / "RapidAnalysis" / "v1" / "_init.yaml"
 
 
 class ErrorCode(enum.IntEnum):
@@ -166,7 +163,7 @@ class RapidAnalysisCsc(ConfigurableCsc):
         """``$TS_CONFIG_OCS_DIR/RapidAnalysis/v1`` if that is set, else the shipped directory."""
         if os.environ.get("TS_CONFIG_OCS_DIR"):
             return super().default_config_dir(name)
-        return _CONFIG_DIR / name / self.schema_version
+        return CONFIG_DIR / name / self.schema_version
 
     # -- configuration --
 
@@ -252,10 +249,7 @@ class RapidAnalysisCsc(ConfigurableCsc):
                 worker_mode=settings["worker_mode"],
             )
             self._mode_configured = True
-        known = {f.name for f in dataclasses.fields(AutonomousSettings)}
-        autonomous_settings = AutonomousSettings(
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items() if k in known}
-        )
+        autonomous_settings = AutonomousSettings.from_config(settings)
         generators = list(settings["generators"])
         file_store = RawStore(self.config.file_root, self.instrument)
         self.dispatcher = AutonomousDispatcher(

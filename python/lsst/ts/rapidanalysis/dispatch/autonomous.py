@@ -68,13 +68,15 @@ import json
 import logging
 import pathlib
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
+from ..config_schema import CONFIG_SCHEMA
 from ..data.camera import Instrument
 from ..data.data_id import DataIdError, parse_data_id
 from ..data.image_listener import ImageArrival
 from ..data.raw_store import RawStore
+from ..sal.config_validator import schema_defaults
 from .focal_plane import FocalPlaneSelector, Selection, ThroughputModel, WorkerMode, spread_order
 from .gather import VisitGather
 from .job_maker import FILE_ID_RE, JobMaker, Split, check_file_id
@@ -179,6 +181,9 @@ def image_kind_of(instrument: str, img_type: object, grating: object = None) -> 
     return ImageKind.SCIENCE
 
 
+_DEFAULTS = schema_defaults(CONFIG_SCHEMA, "autonomous")
+
+
 @dataclasses.dataclass(frozen=True)
 class AutonomousSettings:
     """How autonomous processing behaves (the CSC's ``autonomous`` configuration).
@@ -199,14 +204,32 @@ class AutonomousSettings:
         Recent images whose down-selected detectors are remembered for catch-up.
     """
 
-    science_pipelines: tuple[str, ...] = ("sfm", "mount_torque")
-    dispersed_pipelines: tuple[str, ...] = ("spectrum_examiner", "mount_torque")
-    calibration_pipelines: tuple[str, ...] = ("image_stats",)
-    file_pipelines: tuple[str, ...] = ("image_stats",)
-    backlog_max_images: int = 3
-    backlog_max_age: float = 300.0
-    catchup_idle_seconds: float = 10.0
-    catchup_max_images: int = 20
+    # The defaults are the schema's (the one place they are written).
+    science_pipelines: tuple[str, ...] = tuple(_DEFAULTS["science_pipelines"])
+    dispersed_pipelines: tuple[str, ...] = tuple(_DEFAULTS["dispersed_pipelines"])
+    calibration_pipelines: tuple[str, ...] = tuple(_DEFAULTS["calibration_pipelines"])
+    file_pipelines: tuple[str, ...] = tuple(_DEFAULTS["file_pipelines"])
+    backlog_max_images: int = _DEFAULTS["backlog_max_images"]
+    backlog_max_age: float = _DEFAULTS["backlog_max_age"]
+    catchup_idle_seconds: float = _DEFAULTS["catchup_idle_seconds"]
+    catchup_max_images: int = _DEFAULTS["catchup_max_images"]
+
+    @classmethod
+    def from_config(cls, autonomous: Mapping[str, Any]) -> AutonomousSettings:
+        """The settings of the CSC's ``autonomous`` configuration (validated, defaults filled in).
+
+        Its other keys (``enabled``, ``pattern``, ``generators``...) are the CSC's own.
+        """
+        return cls(
+            science_pipelines=tuple(autonomous["science_pipelines"]),
+            dispersed_pipelines=tuple(autonomous["dispersed_pipelines"]),
+            calibration_pipelines=tuple(autonomous["calibration_pipelines"]),
+            file_pipelines=tuple(autonomous["file_pipelines"]),
+            backlog_max_images=int(autonomous["backlog_max_images"]),
+            backlog_max_age=float(autonomous["backlog_max_age"]),
+            catchup_idle_seconds=float(autonomous["catchup_idle_seconds"]),
+            catchup_max_images=int(autonomous["catchup_max_images"]),
+        )
 
 
 class DispatcherHost(Protocol):
@@ -644,7 +667,13 @@ class AutonomousDispatcher:
     def _spawn(self, coroutine: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Future) -> None:
+        """Forget a finished task; an exception it raised (a job not aborted or requeued) is logged."""
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error("Autonomous dispatch step failed", exc_info=task.exception())
 
     # -- results --
 
