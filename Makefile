@@ -1,5 +1,5 @@
 # RapidAnalysis: two commands on a fresh machine.
-#   make test   create .venv if missing, install with test extras, lint, run the test suite
+#   make test   create .venv if missing, install with test extras, lint, type-check, run the test suite
 #   make demo   create .venv if missing, install, run the simulated observatory end to end
 #               (camera and mount simulators, the Rapid Analysis CSC, an observing sequence)
 PYTHON ?= python3
@@ -20,6 +20,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 test: $(STAMP)
 	$(BIN)/ruff check python tests bench
 	$(BIN)/ruff format --check python tests bench
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q tests
 
 demo: $(STAMP)
@@ -30,6 +31,7 @@ sal-demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check python tests bench
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format python tests bench
