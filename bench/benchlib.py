@@ -13,7 +13,6 @@ import yaml
 from distributed import Client, LocalCluster
 
 from lsst.ts.rapidanalysis import sal
-from lsst.ts.rapidanalysis.csc import default_config_path
 
 __all__ = ["percentile", "bare_dask_round_trips", "write_csc_config", "wait_enabled"]
 
@@ -61,16 +60,10 @@ async def bare_dask_round_trips(n: int, burst: int = 0) -> tuple[list[float], fl
 
 
 def write_csc_config(config_dir: pathlib.Path, settings: dict[str, Any]) -> pathlib.Path:
-    """Write ``_init.yaml``: the shipped defaults with ``settings`` on top (new keys need no edit here)."""
-    config = yaml.safe_load(default_config_path().read_text())
-    for key, value in settings.items():
-        if isinstance(value, dict) and isinstance(config.get(key), dict):
-            config[key] = {**config[key], **value}
-        else:
-            config[key] = value
+    """Write ``_init.yaml`` holding ``settings``; the CSC fills in the schema's defaults for the rest."""
     config_dir.mkdir(parents=True, exist_ok=True)
     path = config_dir / "_init.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(settings))
     return path
 
 

@@ -42,16 +42,11 @@ from .results.recorder import JobRecorder
 from .sal import ConfigurableCsc, ExpectedError, SalRetCode, State, current_tai
 from .sal.topics import ControllerCommand, ControllerEvent, ControllerTelemetry
 
-__all__ = ["RapidAnalysisCsc", "ErrorCode", "CONFIG_SCHEMA", "default_config_path", "run_rapid_analysis"]
+__all__ = ["RapidAnalysisCsc", "ErrorCode", "CONFIG_SCHEMA", "run_rapid_analysis"]
 
 _UNEXPANDED_RE = re.compile(r"\$\{?[A-Za-z_][A-Za-z0-9_]*")
 # How long processData may take to be queued in asynchronous mode (scripts use ~5 s timeouts).
 _QUEUE_ACK_TIMEOUT = 5.0
-
-
-def default_config_path() -> pathlib.Path:
-    """The shipped default configuration (``_init.yaml``), which sites and tools build on."""
-    return CONFIG_DIR / "RapidAnalysis" / "v1" / "_init.yaml"
 
 
 class ErrorCode(enum.IntEnum):
