@@ -23,6 +23,7 @@ BUILTIN_PIPELINES: dict[str, tuple[str, str, bool]] = {
     "test.succeed": ("test_pipelines", "SucceedPipeline", True),
     "test.fail": ("test_pipelines", "FailPipeline", True),
     "test.sleep": ("test_pipelines", "SleepPipeline", True),
+    "test.cost": ("test_pipelines", "CostPipeline", True),
 }
 
 log = logging.getLogger(__name__)
