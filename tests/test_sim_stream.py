@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -19,7 +20,8 @@ from lsst.ts.rapidanalysis.data.amp_geometry import get_geometry
 from lsst.ts.rapidanalysis.data.camera import get_instrument
 from lsst.ts.rapidanalysis.data.data_id import DataId
 from lsst.ts.rapidanalysis.data.raw_store import RawStore
-from lsst.ts.rapidanalysis.sim.stream import StreamWriter, main, make_obsid
+from lsst.ts.rapidanalysis.sim.simulate_cli import add_simulate_arguments
+from lsst.ts.rapidanalysis.sim.stream import TINY_SCALE, StreamWriter, main, make_obsid
 from lsst.ts.rapidanalysis.sim.truth import read_truth
 
 CAMERA = get_instrument("LSSTCam")
@@ -188,3 +190,37 @@ def test_throughput_entry_point(tmp_path: pathlib.Path, capsys: pytest.CaptureFi
     assert not any(p.suffix == ".fits" for p in tmp_path.rglob("*"))  # deleted after each visit
     with StreamWriter("LATISS", tmp_path, eager=False) as idle:
         assert json.dumps(idle.throughput())  # nothing written yet
+
+
+def test_tiny_raws_are_real_raws_of_few_pixels(tmp_path: pathlib.Path) -> None:
+    """TINY_SCALE: every amp HDU and card, the camera's names; the raw store takes them as whole."""
+    detectors = [d.id for d in CAMERA.science_detectors]
+    obsid = make_obsid(CAMERA, 20251115, 21)
+    with StreamWriter(CAMERA, tmp_path / "tiny", detectors=detectors, n_templates=1, scale=TINY_SCALE) as tiny:
+        paths = tiny.write_exposure(obsid, exp_time=30.0)
+    assert sorted(paths) == detectors and all(RAW_NAME.match(p.name) for p in paths.values())
+    size = sum(p.stat().st_size for p in paths.values())
+    assert size < 70e6, size  # 14.3 GB at full size
+    found = asyncio.run(
+        RawStore(tmp_path / "tiny", CAMERA).wait_for(DataId("LSSTCam", obsid=obsid), detectors, timeout=5)
+    )
+    assert found == paths
+    with StreamWriter(CAMERA, tmp_path / "full", detectors=[94, 0], n_templates=1, scale=0.1) as full:
+        scaled = full.write_exposure(obsid, exp_time=30.0)
+    for detector in (94, 0):
+        with fits.open(paths[detector]) as small, fits.open(scaled[detector]) as big:
+            assert [h.name for h in small] == [h.name for h in big]
+            assert list(small[0].header) == list(big[0].header)
+            geometry = get_geometry(CAMERA.detector(detector).physical_type, TINY_SCALE)
+            for hdu, amp in zip(small[1:-2], geometry.amps, strict=True):
+                assert list(hdu.header) == list(big[hdu.name].header)
+                assert hdu.data.shape == amp.raw_shape
+                assert hdu.header["DATASEC"] == amp.datasec
+    main(["--tiny", "--visits", "1", "--n-templates", "1", "--root", str(tmp_path / "cli")])
+
+
+def test_simulate_night_takes_tiny(tmp_path: pathlib.Path) -> None:
+    parser = argparse.ArgumentParser()
+    add_simulate_arguments(parser)
+    assert parser.parse_args(["night", str(tmp_path), "--tiny"]).tiny
+    assert not parser.parse_args(["night", str(tmp_path)]).tiny

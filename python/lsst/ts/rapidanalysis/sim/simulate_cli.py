@@ -54,6 +54,12 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     night.add_argument("--time-scale", type=float, default=1.0, help="wall seconds per simulated second")
     night.add_argument("--detectors", help="comma list of detector ids (default: the science detectors)")
     night.add_argument("--compress", action="store_true", help="RICE tile compression")
+    night.add_argument(
+        "--tiny",
+        action="store_true",
+        help="smallest raws (4 x 4 data pixels per amp; every amp HDU, card and name real): "
+        "for dispatch benchmarks with the test.cost pipeline",
+    )
 
 
 def _simulate_images(args: argparse.Namespace) -> int:
@@ -95,11 +101,12 @@ def _simulate_images(args: argparse.Namespace) -> int:
 
 async def _simulate_night(args: argparse.Namespace) -> int:
     from .observatory import make_telescope
-    from .stream import StreamWriter
+    from .stream import TINY_SCALE, StreamWriter
 
     instrument = get_instrument(args.instrument)
     detectors = _detectors(args.detectors) or [d.id for d in instrument.science_detectors]
-    writer = StreamWriter(instrument, args.root, detectors=detectors, compress=args.compress)
+    scale = TINY_SCALE if getattr(args, "tiny", False) else 1.0
+    writer = StreamWriter(instrument, args.root, detectors=detectors, compress=args.compress, scale=scale)
     print(f"Rendering templates for {len(detectors)} {instrument.name} detectors ...", flush=True)
     writer.prepare("OBJECT", args.exp_time)
     telescope = make_telescope(instrument, writer.write_exposure, time_scale=args.time_scale)
