@@ -284,15 +284,28 @@ def test_scheduler_command_and_ports() -> None:
             assert port["targetPort"] in ports or int(port["targetPort"]) in ports.values(), port
 
 
-def test_scheduler_allows_one_failure() -> None:
-    """A job whose worker dies is run once more elsewhere, then reported (Kubernetes and plain)."""
+def allowed_failures(env: dict[str, str]) -> Any:
+    """The scheduler's ``distributed.scheduler.allowed-failures`` as Dask reads it from ``env``."""
+    return dask.config.get("distributed.scheduler.allowed-failures", config=dask.config.collect_env(env), default=None)
+
+
+def test_scheduler_allows_one_failure_as_job_reruns() -> None:
+    """A job whose worker dies is run once more elsewhere, then reported: the scheduler agrees with the CSC."""
+    validator = DefaultingValidator(CONFIG_SCHEMA)
     for cluster in dask_clusters():
         container = one_container(cluster["spec"]["scheduler"]["spec"], "scheduler")
-        config = dask.config.collect_env({k: v for k, v in env_of(container).items() if v is not None})
-        assert dask.config.get("distributed.scheduler.allowed-failures", config=config, default=None) == 1
+        setting = allowed_failures({k: v for k, v in env_of(container).items() if v is not None})
+        assert setting == 1
+        for label, _, csc, config in csc_setups():
+            if expand(config["scheduler_address"], env_of(csc)) in scheduler_addresses(cluster):
+                assert validator.validate(config)["job_reruns"] == setting, f"{label}: job_reruns != allowed-failures"
     script = (PLAIN / "scheduler.sh").read_text()
-    exports = dict(re.findall(r"^export (DASK_[A-Z_]+)=(\S+)$", script, re.MULTILINE))
-    assert dask.config.get("distributed.scheduler.allowed-failures", config=dask.config.collect_env(exports)) == 1
+    setting = allowed_failures(dict(re.findall(r"^export (DASK_[A-Z_]+)=(\S+)$", script, re.MULTILINE)))
+    assert setting == 1
+    files = plain_configs()
+    for name in files:
+        if name.startswith("_") and name != "_init.yaml":
+            assert validator.validate(merged_config(files, name[1:-5]))["job_reruns"] == setting, name
 
 
 def test_worker_command() -> None:

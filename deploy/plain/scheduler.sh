@@ -6,8 +6,8 @@
 #   RA_DASHBOARD_ADDRESS  dashboard and /health (default 127.0.0.1:8787)
 set -euo pipefail
 
-# A job whose worker dies is run once more elsewhere; a second death ends it (KilledWorker,
-# reported in its jobResult) instead of killing worker after worker.
+# A job whose worker dies is run once more elsewhere; a second death ends it (reported in its
+# jobResult) instead of killing worker after worker. Keep it equal to the CSC's job_reruns.
 export DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=1
 
 exec dask scheduler \
