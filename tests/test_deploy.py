@@ -262,6 +262,9 @@ def test_dask_cluster_has_what_the_operator_requires() -> None:
         assert spec["scheduler"]["service"]["ports"], name
         assert spec["worker"]["spec"]["containers"], name
         assert isinstance(spec["worker"].get("replicas", 1), int), name
+        # Workers exit when their scheduler goes away; only a restarted container rejoins.
+        for role in ("scheduler", "worker"):
+            assert spec[role]["spec"].get("restartPolicy") == "Always", f"DaskCluster/{name} {role}"
         for role in ("scheduler", "worker"):
             for c in spec[role]["spec"]["containers"]:
                 for bound in ("requests", "limits"):
