@@ -466,9 +466,9 @@ class CscFailuresTestCase(RapidAnalysisTestMixin, BaseCscTestCase, unittest.Isol
                     await process.wait()
 
     async def test_scheduler_lost(self) -> None:
-        """The configured scheduler dies: FAULT with POOL_LOST; the running job gets its jobResult."""
+        """The scheduler dies and is not waited for: FAULT with POOL_LOST; the running job gets its jobResult."""
         async with self.external_scheduler() as (address, scheduler):
-            async with self.enabled_csc(override="external_scheduler.yaml"):
+            async with self.enabled_csc(override="external_scheduler_no_reconnect.yaml"):
                 workers = await self.remote.evt_workerPool.aget(timeout=STD_TIMEOUT)
                 assert workers.schedulerAddress == address, (workers, address)
                 await wait_until(lambda: self.csc.pool.info.n_workers == 1, STD_TIMEOUT, "the external worker")

@@ -35,9 +35,10 @@ from .dispatch.inputs import InputResolver
 from .dispatch.job_maker import JobMaker, JobRequestError
 from .dispatch.job_manager import JobManager, QueueFullError
 from .dispatch.jobs import ExitCode, Job, JobState, Trigger, new_job_id
+from .dispatch.path_map import PathMap, PathMapError
 from .dispatch.pool import PoolLostError, WorkerPool
 from .pipelines.registry import PipelineRegistry
-from .results.publication import JobPublisher
+from .results.publication import JobPublisher, fit_text
 from .results.recorder import JobRecorder
 from .sal import ConfigurableCsc, ExpectedError, SalRetCode, State, current_tai
 from .sal.topics import ControllerCommand, ControllerEvent, ControllerTelemetry
@@ -183,6 +184,7 @@ class RapidAnalysisCsc(ConfigurableCsc):
         config.database_url = database_url
         self._configure_pool(config)
         self._configure_autonomous(config)
+        self._configure_path_map(config)
         self.config = config
         self.job_maker = JobMaker(
             self.instrument, self.registry, config.pipelines, config.default_time_limit, clock=current_tai
@@ -200,6 +202,27 @@ class RapidAnalysisCsc(ConfigurableCsc):
                 f"min_workers={config.min_workers} is more than the local pool's n_workers={config.n_workers}: "
                 "the pool could never reach it, and the CSC would go to FAULT; allowed: 0 (no floor) to n_workers"
             )
+
+    @staticmethod
+    def _configure_path_map(config: types.SimpleNamespace) -> None:
+        """Make ``config.worker_paths`` from ``path_map``; the roots workers use must be mapped."""
+        try:
+            config.worker_paths = PathMap.from_config(config.path_map)
+        except PathMapError as e:
+            raise ExpectedError(str(e)) from None
+        if not config.worker_paths:
+            return
+        for name, root in (
+            ("data_roots", config.data_root),
+            ("output_root", config.output_root),
+            ("autonomous.file_root", config.file_root),
+        ):
+            if not config.worker_paths.covers(str(root)):
+                raise ExpectedError(
+                    f"path_map maps nothing for {name} {root}: workers could not be given its files; map one of "
+                    f"its parent directories (path_map csc directories: "
+                    f"{', '.join(csc for csc, _ in config.worker_paths.pairs)})"
+                )
 
     def _configure_autonomous(self, config: types.SimpleNamespace) -> None:
         """Check the autonomous settings' pipelines and expand ``file_root`` (into ``config.file_root``)."""
@@ -324,6 +347,8 @@ class RapidAnalysisCsc(ConfigurableCsc):
             min_workers=config.min_workers,
             restart_timeout=config.worker_restart_timeout,
             on_too_small=self._pool_too_small,
+            reconnect_timeout=config.scheduler_reconnect_timeout,
+            job_reruns=config.job_reruns,
             log=self.log,
         )
         try:
@@ -343,8 +368,15 @@ class RapidAnalysisCsc(ConfigurableCsc):
             output_dir_for=recorder.job_dir,
             simulation_mode=bool(self.simulation_mode),
             on_job_started=recorder.started,
+            path_map=config.worker_paths,
+            detector_affinity=config.detector_affinity,
+            job_reruns=config.job_reruns,
             log=self.log,
         )
+        self.pool.on_disconnected = self.job_manager.pool_disconnected
+        self.pool.on_reconnected = self.job_manager.pool_reconnected
+        self.pool.on_workers_left = self.job_manager.workers_left
+        self.pool.on_workers_changed = self.job_manager.workers_changed
         self.job_manager.start()
         self.gatherer = Gatherer(config.gather_timeout, config.regather_timeout, self._gather, log=self.log)
         self.mount_buffer = MountTelemetryBuffer(config.mount_buffer_seconds)
@@ -664,7 +696,7 @@ class RapidAnalysisCsc(ConfigurableCsc):
         previous = self._pool_event_key
         # A worker that died and came back between two looks: workerPool shows the dip too.
         dipped = previous is not None and info.n_fewest < min(previous[0], info.n_workers)
-        key = (info.n_workers, keeping_up, info.scheduler_address, info.dashboard_url)
+        key = (info.n_workers, keeping_up, info.scheduler_address, info.dashboard_url, info.connected, info.excluded)
         counts = [info.n_fewest] if dipped else []
         if dipped or key != previous:
             counts.append(info.n_workers)
@@ -677,6 +709,8 @@ class RapidAnalysisCsc(ConfigurableCsc):
                 lagSeconds=lag,
                 schedulerAddress=info.scheduler_address,
                 dashboardUrl=info.dashboard_url,
+                schedulerConnected=info.connected,
+                excludedWorkers=fit_text(info.excluded, 4000)[0],  # 190 workers would make ~20 kB
                 force_output=True,
             )
         self._pool_event_key = key

@@ -1,13 +1,27 @@
 """Queue jobs, run them on the worker pool newest first, and see each to exactly one end.
 
-The queue is ours, not Dask's: we hand Dask only as many jobs as the pool has threads, so that
-"newest first", the bound on the queue and aborting a queued job are exact and cheap. A job
-waits for its raws before it competes for a worker, so a late file never holds a worker.
+The queue is ours, not Dask's: we hand Dask only as many jobs as the pool's workers have free
+threads, so that "newest first", the bound on the queue and aborting a queued job are exact and
+cheap. A job waits for its raws before it competes for a worker, so a late file never holds a
+worker. Each job is placed on a worker (`affinity.place`: its detector's home worker when that
+has room) with a loose restriction, so that if the worker dies the scheduler runs it elsewhere.
+
+What happens to a running job when the cluster fails under it:
+
+- its worker leaves: the scheduler re-runs it on another worker, ``job_reruns`` times; the next
+  time its worker is lost it ends with exit code 5, saying so;
+- the scheduler is lost (an external one, restarted): it ends with exit code 5 at once, saying
+  so; queued jobs wait for the pool to be back.
+
+Paths go to the workers through the configuration's path map (`path_map`), and the paths in
+their results come back through it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
@@ -16,8 +30,11 @@ from distributed import Event
 from distributed.client import FutureCancelledError
 from distributed.scheduler import KilledWorker
 
+from ..pipelines.base import PipelineResult
 from ..sal.tai import current_tai
+from .affinity import WorkerSlots, affinity_key, place
 from .jobs import ExitCode, Job, JobState
+from .path_map import PathMap, PathMapError
 from .pool import WorkerPool
 from .worker_task import JobOutcome, abort_event_name, run_job
 
@@ -71,6 +88,9 @@ class JobManager:
         output_dir_for: Callable[[Job], str],
         simulation_mode: bool,
         on_job_started: StartCallback | None = None,
+        path_map: PathMap | None = None,
+        detector_affinity: bool = True,
+        job_reruns: int = 1,
         log: logging.Logger | None = None,
     ) -> None:
         self.pool = pool
@@ -80,7 +100,15 @@ class JobManager:
         self.output_dir_for = output_dir_for
         self.simulation_mode = simulation_mode
         self.on_job_started = on_job_started
+        self.path_map = path_map or PathMap()
+        self.detector_affinity = detector_affinity
+        self.job_reruns = job_reruns
         self.log = log or logging.getLogger(__name__)
+        # The worker each running job was placed on ("" once its worker left and the scheduler
+        # runs it where we do not know).
+        self._placed: dict[str, str] = {}
+        # Why a running job whose _run task is cancelled by us was lost with the cluster.
+        self._lost: dict[str, str] = {}
         self.jobs: dict[str, Job] = {}
         self._queued: list[Job] = []
         self._ready: set[str] = set()
@@ -114,8 +142,16 @@ class JobManager:
 
     @property
     def slots(self) -> int:
-        """How many jobs may run at once (the pool's threads; at least 1)."""
+        """How many jobs may run at once (the threads of the workers that take jobs; at least 1)."""
         return max(1, self.pool.info.n_threads)
+
+    def busy_by_worker(self) -> dict[str, int]:
+        """Running jobs per worker address, as placed (jobs re-run where we do not know are left out)."""
+        busy: dict[str, int] = {}
+        for address in self._placed.values():
+            if address:
+                busy[address] = busy.get(address, 0) + 1
+        return busy
 
     def queued_jobs(self) -> list[Job]:
         """Jobs accepted and not yet running (a copy)."""
@@ -265,16 +301,104 @@ class JobManager:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self.n_running < self.slots and not self._closing:
-                ready = [j for j in self._queued if j.job_id in self._ready]
-                if not ready:
-                    break
-                job = min(ready, key=lambda j: j.queue_key)
+            if self._closing or not self.pool.running:
+                continue  # woken again when the pool is back (`pool_reconnected`)
+            ready = sorted((j for j in self._queued if j.job_id in self._ready), key=lambda j: j.queue_key)
+            if not ready:
+                continue
+            busy = self.busy_by_worker()
+            workers = [WorkerSlots(w.address, w.n_threads, busy.get(w.address, 0)) for w in self.pool.info.usable]
+            keys = {j.job_id: affinity_key(j.data_id.instrument, j.data_id.detectors) for j in ready}
+            free_total = self.pool.info.n_threads - self.n_running
+            by_id = {j.job_id: j for j in ready}
+            for job_id, address in place(ready, keys, workers, free_total, affinity=self.detector_affinity):
+                job = by_id[job_id]
                 self._remove_queued(job)
-                task = asyncio.create_task(self._run(job))
-                self._running[job.job_id] = task
+                self._placed[job_id] = address
+                task = asyncio.create_task(self._run(job, address))
+                self._running[job_id] = task
                 self._run_tasks.add(task)
                 task.add_done_callback(self._run_tasks.discard)
+
+    # -- the cluster failing under running jobs --
+
+    async def workers_left(self, addresses: tuple[str, ...]) -> None:
+        """Workers left the pool: their running jobs are re-run elsewhere, up to ``job_reruns`` times.
+
+        The scheduler re-runs them by itself (the restriction to the worker is loose); a job that
+        has been re-run ``job_reruns`` times already is ended here instead, with exit code 5.
+        """
+        gone = set(addresses)
+        for job_id, address in list(self._placed.items()):
+            if address not in gone or job_id not in self._running:
+                continue
+            job = self.jobs[job_id]
+            job.reruns += 1
+            self._placed[job_id] = ""
+            if job.reruns > self.job_reruns:
+                reason = (
+                    f"its worker {address} left the pool while it ran, after {job.reruns - 1} re-run(s) on other "
+                    f"workers (job_reruns={self.job_reruns}); not run again"
+                )
+                await self._end_lost(job_id, reason)
+            else:
+                self.log.warning(
+                    "Job %s %s: its worker %s left the pool while it ran; run again on another worker "
+                    "(re-run %d of %d)",
+                    job_id,
+                    job.pipeline,
+                    address,
+                    job.reruns,
+                    self.job_reruns,
+                )
+        await self._relocate()
+        self._wake.set()
+
+    async def _relocate(self) -> None:
+        """Learn where the scheduler now runs the jobs whose worker left (best effort)."""
+        client = self.pool.client
+        unknown = {f"{self.jobs[j].pipeline}-{j}": j for j, a in self._placed.items() if not a and j in self._running}
+        if client is None or not unknown:
+            return
+        try:
+            processing = await asyncio.wait_for(client.processing(), 5)
+        except Exception as e:
+            self.log.debug("Could not ask the scheduler where re-run jobs run: %r", e)
+            return
+        for address, keys in processing.items():
+            for key in keys:
+                job_id = unknown.get(str(key))
+                if job_id is not None and job_id in self._placed:
+                    self._placed[job_id] = address
+
+    async def pool_disconnected(self, reason: str) -> None:
+        """The scheduler is lost (it may come back): every running job ends now, with exit code 5."""
+        for job_id in list(self._running):
+            await self._end_lost(
+                job_id, f"the Dask scheduler was lost while the job ran ({reason}); not run again: ask for it again"
+            )
+
+    async def pool_reconnected(self, message: str) -> None:
+        """The pool is back: queued jobs go on (as soon as its workers are seen)."""
+        self._wake.set()
+
+    def workers_changed(self) -> None:
+        """Workers joined, left or were excluded: place queued jobs on what there is now."""
+        self._wake.set()
+
+    async def _end_lost(self, job_id: str, reason: str) -> None:
+        """End a running job lost with the cluster: exit code 5, the reason (its _run task stops)."""
+        task = self._running.get(job_id)
+        if task is None:
+            return
+        self._lost[job_id] = reason
+        future = self._futures.get(job_id)
+        if future is not None:
+            await self._signal_abort(job_id)  # if it still runs somewhere, it stops at its next check
+            with contextlib.suppress(Exception):
+                await future.cancel()
+        task.cancel()
+        await asyncio.wait([task], timeout=5)
 
     async def _signal_abort(self, job_id: str) -> None:
         client = self.pool.client
@@ -300,7 +424,7 @@ class JobManager:
         except Exception:
             pass
 
-    async def _run(self, job: Job) -> None:
+    async def _run(self, job: Job, address: str) -> None:
         job.state = JobState.RUNNING
         job.start_time = current_tai()
         if self.on_job_started is not None:
@@ -313,17 +437,26 @@ class JobManager:
         try:
             if client is None:
                 raise ConnectionError("the worker pool is not running")
+            try:
+                inputs = [self.path_map.to_worker(path) for path in job.inputs]
+                output_dir = self.path_map.to_worker(self.output_dir_for(job))
+            except PathMapError as e:
+                await self._finish(job, JobState.FAILED, ExitCode.NO_INPUT, str(e))
+                return
             future = client.submit(
                 run_job,
                 job.job_id,
                 job.pipeline,
-                job.inputs,
+                inputs,
                 job.config,
-                self.output_dir_for(job),
+                output_dir,
                 self.simulation_mode,
                 key=f"{job.pipeline}-{job.job_id}",
                 pure=False,
                 priority=job.priority,
+                # Loose: if the worker dies, the scheduler runs it on another (pinning hangs).
+                workers=[address],
+                allow_other_workers=True,
             )
             self._futures[job.job_id] = future
             # An asynchronous client's result() is a coroutine; distributed types it as the value.
@@ -337,11 +470,15 @@ class JobManager:
                     job, JobState.TIMED_OUT, ExitCode.TIMED_OUT, f"timed out after {job.time_limit:g} s (time limit)"
                 )
                 return
-            outcome: JobOutcome = waiter.result()
+            outcome: JobOutcome = self._to_csc(waiter.result())
             job.outcome = outcome
             job.start_time = outcome.start_time or job.start_time
             state = {"succeeded": JobState.SUCCEEDED, "aborted": JobState.ABORTED}.get(outcome.status, JobState.FAILED)
             message = job.error_report if state == JobState.ABORTED and job.error_report else outcome.message
+            if outcome.worker and outcome.exit_code in (ExitCode.NO_INPUT, ExitCode.CRASHED):
+                # Which worker could not read its input, or crashed: on a cluster of many hosts,
+                # often a host's mounts, not the job.
+                message = f"{message} [on worker {outcome.worker}]"
             await self._finish(job, state, outcome.exit_code, message, outcome.end_time or None)
         except FutureCancelledError as e:
             if job.error_report:
@@ -349,10 +486,23 @@ class JobManager:
                 await self._finish(job, JobState.ABORTED, ExitCode.ABORTED, job.error_report)
             else:
                 # Not by us: the client lost the scheduler, or someone cancelled it on the cluster.
-                lost = e.reason == "scheduler-connection-lost"
-                code = ExitCode.POOL_LOST if lost else ExitCode.CRASHED
-                await self._finish(job, JobState.FAILED, code, f"the Dask cluster cancelled the job: {e}")
+                if e.reason == "scheduler-connection-lost":
+                    address = self.pool.info.scheduler_address or self.pool.scheduler_address
+                    message = (
+                        f"the Dask scheduler was lost while the job ran (the connection to {address} broke); "
+                        "not run again: ask for it again"
+                    )
+                    await self._finish(job, JobState.FAILED, ExitCode.POOL_LOST, message)
+                else:
+                    await self._finish(
+                        job, JobState.FAILED, ExitCode.CRASHED, f"the Dask cluster cancelled the job: {e}"
+                    )
         except asyncio.CancelledError:
+            lost_reason = self._lost.pop(job.job_id, None)
+            if lost_reason is not None:
+                # Ended by us: the cluster lost it (`_end_lost`); nothing else is cancelling us.
+                await self._finish(job, JobState.FAILED, ExitCode.POOL_LOST, lost_reason)
+                return
             await self._finish(job, JobState.ABORTED, ExitCode.ABORTED, job.error_report or "aborted: CSC closing")
             raise
         except KilledWorker as e:
@@ -370,8 +520,16 @@ class JobManager:
             self._futures.pop(job.job_id, None)
             self._free_slot(job.job_id)
 
+    def _to_csc(self, outcome: JobOutcome) -> JobOutcome:
+        """The outcome with the worker's paths in its result as the CSC sees them."""
+        if not self.path_map or outcome.result is None:
+            return outcome
+        plain = self.path_map.results_to_csc(outcome.result.model_dump(mode="json"))
+        return dataclasses.replace(outcome, result=PipelineResult.model_validate(plain))
+
     def _free_slot(self, job_id: str) -> None:
         """The job no longer holds a worker slot: let the next queued job run."""
+        self._placed.pop(job_id, None)
         if self._running.pop(job_id, None) is not None:
             self._wake.set()
 

@@ -89,6 +89,8 @@ class Job:
     #: queued, timed out, its worker lost).
     outcome: JobOutcome | None = None
     inputs: list[str] = dataclasses.field(default_factory=list)
+    #: Times the scheduler ran the job again because its worker left while it ran.
+    reruns: int = 0
     #: What of the job's results could not be published as it was, and why (one sentence each).
     publication: list[str] = dataclasses.field(default_factory=list)
 

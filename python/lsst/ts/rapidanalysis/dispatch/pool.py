@@ -1,18 +1,18 @@
 """The Dask worker pool: a LocalCluster of worker processes, or an existing cluster by address.
 
-Besides starting and stopping the pool, `WorkerPool` watches its workers (at every `refresh`,
-which the CSC calls each second) and says what happens to them. The rule, with ``T`` =
-``restart_timeout``:
+`WorkerPool` starts or connects to the pool, looks at it each second (`refresh`, called by the
+CSC) and says what it sees:
 
-- a worker that leaves, or joins, is logged at once, with how many of how many are left;
-- a local pool's missing worker is normally restarted by its nanny within seconds; if the pool is
-  still short ``T/2`` after the loss, the pool starts a replacement itself, and again every ``T/2``
-  until the pool is whole (a nanny that failed to restart its worker never tries again);
-- still short after ``T``: one warning that the pool is smaller than it should be (an external
-  cluster's workers are its own to restart: the pool only says so), and one line when it is
-  whole again;
-- below ``min_workers`` for ``T``: ``on_too_small`` is called once, with the reason (the CSC goes
-  to FAULT).
+- its workers, and which of them may take jobs: a worker is asked its version of this package
+  when it joins, and one whose version differs from the CSC's gets no jobs (logged once, and
+  listed in `PoolInfo.excluded`; `worker_identity`);
+- what happens to them (`pool_watch`: the rule for workers that leave, come back, are replaced,
+  or leave the pool below its floor);
+- whether the scheduler answers. A local pool's scheduler is the CSC's own: losing it is final
+  (``on_lost``). An external scheduler may be restarted under the CSC: the pool tells the job
+  manager the jobs on the cluster are lost (``on_disconnected``), then connects again by itself,
+  every few seconds, for ``reconnect_timeout`` seconds (``on_reconnected`` once it is back); only
+  then is it lost for good (``on_lost``).
 """
 
 from __future__ import annotations
@@ -27,21 +27,55 @@ from collections.abc import Awaitable, Callable
 
 from distributed import Client, LocalCluster
 
-__all__ = ["WorkerPool", "PoolInfo", "PoolLostError"]
+from .. import __version__
+from .pool_watch import MembershipWatch
+from .worker_identity import WorkerIdentity, exclusion, worker_identity
+
+__all__ = ["WorkerPool", "PoolInfo", "PoolLostError", "PoolWorker"]
 
 _CONNECT_TIMEOUT = 10.0
 _WORKER_PRELOAD = "lsst.ts.rapidanalysis.dispatch.worker_task"
 _PROBE_TIMEOUT = 5.0
+#: Seconds between attempts to reconnect to a lost scheduler, at most.
+_RECONNECT_INTERVAL = 2.0
+
+Callback = Callable[[str], Awaitable[None]]
 
 
 class PoolLostError(RuntimeError):
     """The Dask scheduler cannot be reached any more."""
 
 
+@dataclasses.dataclass(frozen=True)
+class PoolWorker:
+    """One worker the scheduler has.
+
+    Attributes
+    ----------
+    address : `str`
+        Its Dask address.
+    name : `str`
+        Its Dask name.
+    n_threads : `int`
+        Jobs it can run at once.
+    host : `str`
+        Its host name (once it said it).
+    excluded : `str`
+        Why it takes no jobs ("" when it takes them).
+    """
+
+    address: str
+    name: str
+    n_threads: int
+    host: str = ""
+    excluded: str = ""
+
+
 @dataclasses.dataclass
 class PoolInfo:
     """What the scheduler says about the pool."""
 
+    #: Workers that take jobs, and their threads.
     n_workers: int = 0
     n_threads: int = 0
     memory_used_mb: float = 0.0
@@ -53,10 +87,26 @@ class PoolInfo:
     #: The fewest workers the pool had since the refresh before: less than ``n_workers`` when a
     #: worker died and came back between two refreshes.
     n_fewest: int = 0
+    #: Every worker the scheduler has, those that take no jobs included.
+    workers: tuple[PoolWorker, ...] = ()
+    #: Whether the scheduler answered at this refresh.
+    connected: bool = False
+
+    @property
+    def usable(self) -> list[PoolWorker]:
+        """The workers that take jobs."""
+        return [w for w in self.workers if not w.excluded]
+
+    @property
+    def excluded(self) -> str:
+        """The workers that take no jobs, and why; "" if none."""
+        return "; ".join(
+            f"{w.name} ({w.address}{', ' + w.host if w.host else ''}): {w.excluded}" for w in self.workers if w.excluded
+        )
 
 
 class WorkerPool:
-    """Start or connect to a Dask cluster and watch that it stays reachable.
+    """Start or connect to a Dask cluster, and watch its workers and its scheduler.
 
     Parameters
     ----------
@@ -69,17 +119,35 @@ class WorkerPool:
     memory_limit : `str`
         Per-worker memory limit of a local pool (Dask syntax, e.g. ``"4GB"``; ``"auto"``).
     on_lost : callable, optional
-        Coroutine function called once, with a reason, if the scheduler is lost.
+        Coroutine function called once, with a reason, when the scheduler is lost for good.
     min_workers : `int`
         The floor: fewer workers than this for ``restart_timeout`` seconds calls ``on_too_small``
         (0: never).
     restart_timeout : `float`
-        Seconds a lost worker has to come back (see the module's rule).
+        Seconds a lost worker has to come back (`pool_watch`'s rule).
     on_too_small : callable, optional
         Coroutine function called once, with a reason, when the pool has stayed below
         ``min_workers`` for ``restart_timeout``.
+    reconnect_timeout : `float`
+        Seconds to keep reconnecting to a lost external scheduler (0: lost at once).
+    job_reruns : `int`
+        Times the scheduler may re-run a task whose worker died (a local pool's
+        ``allowed-failures``; an external scheduler has its own setting).
     log : `logging.Logger`
         Logger.
+
+    Attributes
+    ----------
+    on_disconnected : callable or None
+        Coroutine function called with the reason when an external scheduler stops answering
+        (the jobs on the cluster are lost with it).
+    on_reconnected : callable or None
+        Coroutine function called (with a message) once the pool is connected again.
+    on_workers_left : callable or None
+        Coroutine function called with the addresses of workers that left the pool.
+    on_workers_changed : callable or None
+        Called (plainly) when the workers that take jobs, or their threads, change: a worker
+        joined, left, was excluded, or the pool reconnected.
     """
 
     def __init__(
@@ -89,10 +157,12 @@ class WorkerPool:
         n_workers: int,
         threads_per_worker: int,
         memory_limit: str,
-        on_lost: Callable[[str], Awaitable[None]] | None = None,
+        on_lost: Callback | None = None,
         min_workers: int = 0,
         restart_timeout: float = 30.0,
-        on_too_small: Callable[[str], Awaitable[None]] | None = None,
+        on_too_small: Callback | None = None,
+        reconnect_timeout: float = 0.0,
+        job_reruns: int = 1,
         log: logging.Logger | None = None,
     ) -> None:
         self.scheduler_address = scheduler_address
@@ -100,30 +170,29 @@ class WorkerPool:
         self.threads_per_worker = threads_per_worker
         self.memory_limit = memory_limit
         self.on_lost = on_lost
-        self.min_workers = min_workers
-        self.restart_timeout = restart_timeout
-        self.on_too_small = on_too_small
+        self.reconnect_timeout = reconnect_timeout
+        self.job_reruns = job_reruns
         self.log = log or logging.getLogger(__name__)
+        self.on_disconnected: Callback | None = None
+        self.on_reconnected: Callback | None = None
+        self.on_workers_left: Callable[[tuple[str, ...]], Awaitable[None]] | None = None
+        self.on_workers_changed: Callable[[], None] | None = None
         self.cluster: LocalCluster | None = None
         self.client: Client | None = None
         self.info = PoolInfo()
+        self.watch = MembershipWatch(
+            is_local=self.is_local,
+            min_workers=min_workers,
+            restart_timeout=restart_timeout,
+            on_too_small=on_too_small,
+            log=self.log,
+        )
+        self._identities: dict[str, WorkerIdentity] = {}
+        self._usable_shape: tuple[tuple[str, int], ...] = ()
         self._lost = False
         self._closing = False
-        #: Replacement workers this pool started itself (local pool).
-        self.n_replacements = 0
-        self._reset_watch()
-
-    def _reset_watch(self) -> None:
-        self._workers: dict[str, str] | None = None  # address → name, at the last refresh
-        self._most_workers = 0
-        self._short_since: float | None = None
-        self._said_smaller = False
-        self._left: list[str] = []  # workers that left since the pool was last whole
-        self._below_floor_since: float | None = None
-        self._said_too_small = False
-        self._last_replacement = 0.0
-        self._last_refresh = time.monotonic()
         self._replace_task: asyncio.Task | None = None
+        self._reconnect_task: asyncio.Task | None = None
 
     @property
     def is_local(self) -> bool:
@@ -131,41 +200,52 @@ class WorkerPool:
         return not self.scheduler_address
 
     @property
+    def n_replacements(self) -> int:
+        """Replacement workers this (local) pool started itself."""
+        return self.watch.n_replacements
+
+    @property
     def running(self) -> bool:
         """Whether the pool is up and its scheduler reachable."""
         return self.client is not None and not self._lost and not self._closing
+
+    @property
+    def reconnecting(self) -> bool:
+        """Whether the pool lost its external scheduler and is trying to connect again."""
+        return self._reconnect_task is not None and not self._reconnect_task.done()
 
     async def start(self) -> None:
         """Start the local cluster (loopback only) or connect to the configured scheduler."""
         self._lost = False
         self._closing = False
-        self._reset_watch()
+        self.watch.reset()
+        self._identities.clear()
         if self.is_local:
-            # Workers are spawned processes; they must not inherit our DDS participant's config
-            # needs, and they listen on loopback only.
-            self.cluster = await LocalCluster(
-                n_workers=self.n_workers,
-                threads_per_worker=self.threads_per_worker,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address="127.0.0.1:0",
-                memory_limit=self.memory_limit,
-                asynchronous=True,
-                silence_logs=logging.WARNING,
-                # Import the job code (and the pipelines) when a worker starts, not in its first job,
-                # which would otherwise spend ~1 s of its time limit importing.
-                preload=[_WORKER_PRELOAD],
-            )
+            import dask
+
+            # The scheduler re-runs a task whose worker died this many times, then reports it.
+            with dask.config.set({"distributed.scheduler.allowed-failures": self.job_reruns}):
+                # Workers are spawned processes listening on loopback only.
+                self.cluster = await LocalCluster(
+                    n_workers=self.n_workers,
+                    threads_per_worker=self.threads_per_worker,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address="127.0.0.1:0",
+                    memory_limit=self.memory_limit,
+                    asynchronous=True,
+                    silence_logs=logging.WARNING,
+                    # Import the job code (and the pipelines) when a worker starts, not in its first
+                    # job, which would otherwise spend ~1 s of its time limit importing.
+                    preload=[_WORKER_PRELOAD],
+                )
             self.client = await Client(self.cluster, asynchronous=True, timeout=_CONNECT_TIMEOUT)
             # An asynchronous client returns coroutines; distributed types them as plain values.
             await self.client.wait_for_workers(self.n_workers, timeout=_CONNECT_TIMEOUT)  # type: ignore[misc]
         else:
-            client = Client(self.scheduler_address, asynchronous=True, timeout=_CONNECT_TIMEOUT)
             try:
-                self.client = await client
+                self.client = await self._connect(_CONNECT_TIMEOUT)
             except (OSError, TimeoutError) as e:
-                # Close it now: left to the garbage collector it tries to, after our loop is gone.
-                await client.close()
                 raise PoolLostError(f"Cannot connect to the Dask scheduler at {self.scheduler_address}: {e}") from e
         await self.refresh()
         self.log.info(
@@ -175,112 +255,155 @@ class WorkerPool:
             self.info.scheduler_address,
         )
 
+    async def _connect(self, timeout: float) -> Client:
+        client = Client(self.scheduler_address, asynchronous=True, timeout=timeout)
+        try:
+            return await client
+        except BaseException:
+            # Close it now: left to the garbage collector it tries to, after our loop is gone.
+            with contextlib.suppress(Exception):
+                await client.close()
+            raise
+
     async def refresh(self) -> PoolInfo:
-        """Ask the scheduler for workers, threads and memory; detects a lost scheduler.
+        """Ask the scheduler for workers, threads and memory; notice a lost scheduler.
+
+        While an external scheduler is being reconnected to, returns the last info with
+        ``connected`` false.
 
         Raises
         ------
         PoolLostError
-            If the scheduler does not answer (``on_lost`` is called once as well).
+            If the scheduler is lost for good (``on_lost`` is called once as well).
         """
-        if self.client is None:
+        if self.reconnecting:
+            return self.info
+        if self.client is None or self._lost:
             raise PoolLostError("The worker pool is not running")
+        client = self.client
         try:
-            identity = await asyncio.wait_for(self.client.scheduler.identity(), _PROBE_TIMEOUT)
+            identity = await asyncio.wait_for(client.scheduler.identity(), _PROBE_TIMEOUT)
         except (OSError, TimeoutError, asyncio.CancelledError, Exception) as e:
             if isinstance(e, asyncio.CancelledError) and not self._closing:
                 raise
-            reason = f"Lost the Dask scheduler at {self.info.scheduler_address or self.scheduler_address}: {e!r}"
-            await self._mark_lost(reason)
-            raise PoolLostError(reason) from e
+            await self._scheduler_gone(e)
+            return self.info
         workers = identity.get("workers", {})
+        await self._identify(client, [address for address in workers if address not in self._identities])
+        for address in list(self._identities):
+            if address not in workers:
+                del self._identities[address]
         services = identity.get("services", {})
-        host = "127.0.0.1"
-        dashboard = f"http://{host}:{services['dashboard']}/status" if "dashboard" in services else ""
-        self._most_workers = max(self._most_workers, len(workers))
+        dashboard = f"http://127.0.0.1:{services['dashboard']}/status" if "dashboard" in services else ""
+        pool_workers = tuple(self._pool_worker(address, w) for address, w in sorted(workers.items()))
+        usable = [w for w in pool_workers if not w.excluded]
+        outcome = await self.watch.update(
+            {w.address: w.name for w in pool_workers}, self.n_workers if self.is_local else self.watch.most_workers
+        )
         self.info = PoolInfo(
-            n_workers=len(workers),
-            n_threads=sum(w.get("nthreads", 0) for w in workers.values()),
+            n_workers=len(usable),
+            n_threads=sum(w.n_threads for w in usable),
             memory_used_mb=sum(w.get("metrics", {}).get("memory", 0) for w in workers.values()) / 1e6,
             scheduler_address=identity.get("address", self.scheduler_address),
             dashboard_url=dashboard,
-            n_expected=self.n_workers if self.is_local else self._most_workers,
+            n_expected=self.n_workers if self.is_local else self.watch.most_workers,
+            n_fewest=outcome.n_fewest,
+            workers=pool_workers,
+            connected=True,
         )
-        await self._watch({address: str(w.get("name", address)) for address, w in workers.items()})
+        if outcome.replace_after is not None and (self._replace_task is None or self._replace_task.done()):
+            self._replace_task = asyncio.create_task(self._replace_missing(outcome.replace_after))
+        if outcome.left and self.on_workers_left is not None:
+            await self.on_workers_left(outcome.left)
+        shape = tuple((w.address, w.n_threads) for w in usable)
+        if shape != self._usable_shape:
+            self._usable_shape = shape
+            if self.on_workers_changed is not None:
+                self.on_workers_changed()
         return self.info
 
-    async def _watch(self, workers: dict[str, str]) -> None:
-        """Say what happened to the workers since the last refresh, and act on it (the module's rule)."""
-        if self._closing or self._lost:
+    def _pool_worker(self, address: str, scheduler_view: dict) -> PoolWorker:
+        identity = self._identities.get(address)
+        return PoolWorker(
+            address=address,
+            name=str(scheduler_view.get("name", address)),
+            n_threads=int(scheduler_view.get("nthreads", 0)),
+            host=identity.host if identity is not None else "",
+            # Not yet asked (its answer timed out): no jobs until it says what it runs.
+            excluded=exclusion(identity, __version__) if identity is not None else "it has not said its version yet",
+        )
+
+    async def _identify(self, client: Client, addresses: list[str]) -> None:
+        """Ask new workers what they run; a worker that may take no jobs is logged once, saying why."""
+        if not addresses:
             return
-        now = time.monotonic()
-        n, expected = len(workers), self.info.n_expected
-        previous, self._workers = self._workers, workers
-        last_refresh, self._last_refresh = self._last_refresh, now
-        # A worker that died and was restarted between two refreshes: the pool had only the workers
-        # that stayed, in between.
-        fewest = n if previous is None else min(n, len(previous.keys() & workers.keys()))
-        self.info.n_fewest = fewest
-        if previous is not None:
-            for address in sorted(previous.keys() - workers.keys()):
-                self._left.append(f"worker {previous[address]} ({address})")
-                self.log.warning(
-                    "Worker %s (%s) left the pool: %d of %d workers", previous[address], address, fewest, expected
-                )
-            for address in sorted(workers.keys() - previous.keys()):
-                self.log.info(
-                    "Worker %s (%s) joined the pool: %d of %d workers", workers[address], address, n, expected
-                )
-        if fewest < expected and self._short_since is None:
-            self._short_since = last_refresh if n >= expected else now
-        if n >= expected:
-            if self._short_since is not None:
-                self.log.info(
-                    "Worker pool whole again: %d of %d workers, after %.1f s", n, expected, now - self._short_since
-                )
-            self._short_since = None
-            self._said_smaller = False
-            self._left = []
-        else:
-            if self._short_since is None:
-                self._short_since = now
-            short_for = now - self._short_since
-            if (
-                self.is_local
-                and short_for >= self.restart_timeout / 2
-                and now - self._last_replacement >= self.restart_timeout / 2
-                and (self._replace_task is None or self._replace_task.done())
-            ):
-                self._last_replacement = now
-                self._replace_task = asyncio.create_task(self._replace_missing(short_for))
-            if short_for >= self.restart_timeout and not self._said_smaller:
-                self._said_smaller = True
-                self.log.warning(
-                    "Worker pool is smaller than it should be: %d of %d workers for %.0f s (%s did not come back)%s",
-                    n,
-                    expected,
-                    short_for,
-                    ", ".join(self._left) or "workers that never joined",
-                    f"; {self.n_replacements} replacement(s) started so far"
-                    if self.is_local
-                    else "; an external cluster restarts its own workers",
-                )
-        if n >= self.min_workers:
-            self._below_floor_since = None
-            return
-        if self._below_floor_since is None:
-            self._below_floor_since = now
-        below_for = now - self._below_floor_since
-        if below_for >= self.restart_timeout and not self._said_too_small:
-            self._said_too_small = True
-            reason = (
-                f"The worker pool has had {n} of {expected} workers, fewer than min_workers={self.min_workers}, "
-                f"for {below_for:.0f} s: {', '.join(self._left) or 'workers that never joined'} did not come back"
-                + (f" ({self.n_replacements} replacement(s) started)" if self.is_local else "")
+        try:
+            answers = await asyncio.wait_for(
+                client.run(worker_identity, workers=addresses, on_error="return"),
+                _PROBE_TIMEOUT,
             )
-            self.log.error(reason)
-            if self.on_too_small is not None:
-                await self.on_too_small(reason)
+        except Exception as e:
+            self.log.warning("Could not ask worker(s) %s their version (asked again): %r", ", ".join(addresses), e)
+            return
+        for address in addresses:
+            if address not in answers:
+                continue  # it left meanwhile
+            identity = self._identities[address] = WorkerIdentity.from_answer(answers[address])
+            why = exclusion(identity, __version__)
+            if why:
+                self.log.error(
+                    "Worker %s%s gets no jobs: %s", address, f" on {identity.host}" if identity.host else "", why
+                )
+
+    async def _scheduler_gone(self, error: BaseException) -> None:
+        """The scheduler did not answer: lost for good, or (external) reconnect in the background."""
+        address = self.info.scheduler_address or self.scheduler_address
+        reason = f"Lost the Dask scheduler at {address}: {error!r}"
+        if self.is_local or self.reconnect_timeout <= 0 or self._closing:
+            await self._mark_lost(reason)
+            raise PoolLostError(reason) from error
+        self.log.error(
+            "%s; jobs on the cluster end with exit code 5, new jobs wait, reconnecting for up to %g s",
+            reason,
+            self.reconnect_timeout,
+        )
+        old, self.client = self.client, None
+        self.info = dataclasses.replace(self.info, n_workers=0, n_threads=0, workers=(), connected=False)
+        self._reconnect_task = asyncio.create_task(self._reconnect(reason))
+        if self.on_disconnected is not None:
+            await self.on_disconnected(reason)
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(old.close(), _PROBE_TIMEOUT)
+
+    async def _reconnect(self, reason: str) -> None:
+        """Connect to the scheduler again, until ``reconnect_timeout``; then it is lost for good."""
+        start = time.monotonic()
+        deadline = start + self.reconnect_timeout
+        while not self._closing:
+            try:
+                client = await self._connect(max(1.0, min(_CONNECT_TIMEOUT, deadline - time.monotonic())))
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                if time.monotonic() >= deadline:
+                    await self._mark_lost(f"{reason}; not back after {self.reconnect_timeout:g} s ({e!r})")
+                    return
+                await asyncio.sleep(_RECONNECT_INTERVAL)
+                continue
+            if self._closing:
+                await client.close()
+                return
+            self.client = client
+            self.watch.reset()
+            self._identities.clear()
+            message = (
+                f"Reconnected to the Dask scheduler at {self.scheduler_address} after {time.monotonic() - start:.1f} s"
+            )
+            self.log.info(message)
+            if self.on_reconnected is not None:
+                await self.on_reconnected(message)
+            return
 
     async def _replace_missing(self, short_for: float) -> None:
         """Local pool: start a new nanny (and worker) for each configured worker the scheduler lacks.
@@ -309,14 +432,14 @@ class WorkerPool:
                 if nanny is not None:
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(nanny.close(timeout=5), 10)
-            self.n_replacements += len(missing)
+            self.watch.n_replacements += len(missing)
 
             async def correct_state() -> None:
                 await cluster  # starts a worker for every configured name that has none
 
             task = asyncio.ensure_future(correct_state())
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
-            await asyncio.wait_for(asyncio.shield(task), self.restart_timeout)
+            await asyncio.wait_for(asyncio.shield(task), self.watch.restart_timeout)
         except asyncio.CancelledError:
             raise
         except Exception as e:
@@ -335,11 +458,12 @@ class WorkerPool:
     async def close(self) -> None:
         """Disconnect, and stop the local cluster if we started it."""
         self._closing = True
-        if self._replace_task is not None:
-            self._replace_task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._replace_task
-            self._replace_task = None
+        for task in (self._replace_task, self._reconnect_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        self._replace_task = self._reconnect_task = None
         client, cluster = self.client, self.cluster
         self.client = None
         self.cluster = None

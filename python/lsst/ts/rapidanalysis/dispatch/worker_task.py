@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import pathlib
+import socket
 import time
 import traceback
 from collections.abc import Callable
@@ -43,6 +44,8 @@ class JobOutcome:
         What the pipeline returned (None unless it succeeded).
     traceback : `str`
         The traceback of a crash (an exception that is not a `PipelineError`).
+    worker : `str`
+        The worker that ran it: its host and Dask address ("" when run in-process).
     """
 
     status: Literal["succeeded", "failed", "aborted"]
@@ -52,6 +55,17 @@ class JobOutcome:
     end_time: float = 0.0
     result: PipelineResult | None = None
     traceback: str = ""
+    worker: str = ""
+
+
+def _this_worker() -> str:
+    """This worker's host and address, for messages ("" outside a Dask worker)."""
+    try:
+        from distributed import get_worker
+
+        return f"{socket.gethostname()} {get_worker().address}"
+    except ValueError:
+        return ""
 
 
 def abort_event_name(job_id: str) -> str:
@@ -133,17 +147,17 @@ def run_job(
         # Validated and reduced to JSON-able values here, where a bad result is the pipeline's crash
         # (with its traceback), not a publishing failure in the CSC.
         plain = PipelineResult.model_validate(result.model_dump(mode="json"))
-        return JobOutcome("succeeded", ExitCode.SUCCESS, start_time=start, end_time=current_tai(), result=plain)
+        outcome = JobOutcome("succeeded", ExitCode.SUCCESS, start_time=start, result=plain)
     except JobAborted as e:
-        return JobOutcome("aborted", ExitCode.ABORTED, str(e), start, current_tai())
+        outcome = JobOutcome("aborted", ExitCode.ABORTED, str(e), start)
     except PipelineError as e:
-        return JobOutcome("failed", e.exit_code, str(e), start, current_tai())
+        outcome = JobOutcome("failed", e.exit_code, str(e), start)
     except Exception as e:
-        return JobOutcome(
+        outcome = JobOutcome(
             "failed",
             ExitCode.CRASHED,
             f"pipeline {pipeline} crashed: {type(e).__name__}: {e}",
             start,
-            current_tai(),
             traceback=traceback.format_exc(),
         )
+    return dataclasses.replace(outcome, end_time=current_tai(), worker=_this_worker() if in_dask else "")
