@@ -2,7 +2,7 @@
 #   the CSC            run_rapid_analysis <index>          (1 LATISS, 2 LSSTComCam, 3 LSSTCam)
 #   the Dask scheduler dask scheduler
 #   the Dask workers   dask worker <scheduler address> --nthreads N \
-#                          --preload lsst.ts.rapidanalysis.dispatch.worker_task
+#                          --preload lsst.ts.rapidanalysis.dispatch.worker_setup
 # Workers and CSC must run the same version of the package (a worker's pipelines answer the CSC's
 # jobs), which one image guarantees. Configuration, DDS settings, database credentials and data
 # come from the deployment (environment, mounted files), never from the image.

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "kubernetes"
 PLAIN = DEPLOY / "plain"
-PRELOAD = "lsst.ts.rapidanalysis.dispatch.worker_task"
+PRELOAD = "lsst.ts.rapidanalysis.dispatch.worker_setup"
 CONFIG_SUBDIR = "RapidAnalysis/v1"
 DASK_API = "kubernetes.dask.org/v1"
 # The operator names the scheduler's Service after the cluster and injects this into workers.
@@ -331,7 +331,7 @@ def test_worker_command() -> None:
 
 def test_preload_module_imports() -> None:
     module = importlib.import_module(PRELOAD)
-    assert hasattr(module, "run_job")
+    assert callable(module.dask_setup) and "lsst.ts.rapidanalysis.dispatch.worker_task" in sys.modules
 
 
 def test_autoscaler_range() -> None:
@@ -643,6 +643,8 @@ def test_plain_scheduler_and_worker_run(tmp_path: Path) -> None:
             workers = client.scheduler_info()["workers"]
             assert {w["host"] for w in workers.values()} == {"127.0.0.1"}
             assert all(client.run(lambda: PRELOAD in sys.modules).values())
+            # Every built-in pipeline imported at start (dask_setup), not in its first job.
+            assert all(client.run(lambda: "lsst.ts.rapidanalysis.pipelines.sfm" in sys.modules).values())
             assert client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.allowed_failures) == 1
     finally:
         for process in reversed(processes):

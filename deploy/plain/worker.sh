@@ -15,4 +15,4 @@ exec dask worker "${RAPID_ANALYSIS_SCHEDULER_ADDRESS:-tcp://127.0.0.1:8786}" \
     --nworkers "${RA_WORKER_PROCESSES:-1}" \
     --nthreads "${RA_WORKER_THREADS:-1}" \
     --memory-limit "${RA_WORKER_MEMORY:-auto}" \
-    --preload lsst.ts.rapidanalysis.dispatch.worker_task
+    --preload lsst.ts.rapidanalysis.dispatch.worker_setup
