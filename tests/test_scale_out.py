@@ -345,3 +345,19 @@ class ScaleOutTestCase(RapidAnalysisTestMixin, BaseCscTestCase, unittest.Isolate
                 assert str(self.root / "not_mounted" / "raw") in data.errorReport, data.errorReport
                 assert "[on worker " in data.errorReport and "127.0.0.1" in data.errorReport, data.errorReport
                 self.assert_enabled()
+
+    async def test_workers_that_join_and_leave_change_what_runs_at_once(self) -> None:
+        """An elastic cluster: the slots (which automatic down-selection also follows) are the live workers'."""
+        async with self.cluster({"w1": []}) as cluster:
+            async with self.csc_on(self.write_config()):
+                await wait_until(lambda: self.csc.job_manager.slots == 1, STD_TIMEOUT, "one slot")
+                ids = [await self.process("test.sleep", {"obsid": OBSID}, config={"duration": 3.0}) for _ in range(2)]
+                await self.wait_running(1)
+                assert self.csc.job_manager.n_queued == 1
+                await cluster.start_worker("w2")  # autoscaling adds a worker: the queued job starts at once
+                await wait_until(lambda: self.csc.job_manager.n_running == 2, STD_TIMEOUT, "both jobs running")
+                assert self.csc.job_manager.slots == 2
+                assert all(r.success for r in await self.job_results(ids, timeout=60))
+                await cluster.kill(cluster.workers["w2"])  # and takes it away
+                await wait_until(lambda: self.csc.job_manager.slots == 1, STD_TIMEOUT, "back to one slot")
+                self.assert_enabled()
