@@ -266,6 +266,10 @@ class Visit:
     final_metrics_tai: float | None = None
     first_metrics_tai: float | None = None
     gather_seconds: float | None = None
+    #: Per successful detector job: when it started on its worker, and how long after its end
+    #: (worker's clock) the CSC published its jobResult (TAI; one machine, one clock).
+    starts: list[float] = dataclasses.field(default_factory=list)
+    publish_delays: list[float] = dataclasses.field(default_factory=list)
 
     @functools.cached_property
     def max_cost(self) -> float:
@@ -332,6 +336,8 @@ class Watcher:
                     with contextlib.suppress(ValueError, KeyError, IndexError, TypeError):
                         visit.ok.add(int(json.loads(data.dataId)["detectors"][0]))
                     visit.last_detector_tai = max(visit.last_detector_tai or 0.0, stamp)
+                    visit.starts.append(data.startTime)
+                    visit.publish_delays.append(stamp - data.endTime)
                 elif len(visit.failed) < 3:
                     visit.failed.append(data.errorReport[:200])
         elif data.pipeline == "sfm_gather":
@@ -663,6 +669,12 @@ async def ceiling(
         raws[obsid] = await asyncio.to_thread(writer.write_exposure, obsid, exp_time=EXP_TIME)
     n_jobs = sum(len(p) for p in raws.values())
     out: dict[str, Any] = {"jobs": n_jobs}
+    # A bare warm-up first, not counted: a new client's first map of a new task prefix ran at a
+    # fraction of the rate of the next one (46 against 381 jobs/s in a smoke run).
+    warm = make_obsid(INSTRUMENT, day_obs, BURST_SEQ - 2, controller=CONTROLLER)
+    warm_raws = {warm: await asyncio.to_thread(writer.write_exposure, warm, exp_time=EXP_TIME)}
+    await bare_dask_rate(cluster, warm_raws, run_dir / "bare0")
+    await asyncio.sleep(1.0)
     bare = await bare_dask_rate(cluster, raws, run_dir / "bare")
     out["bare"] = bare
     say(
@@ -671,6 +683,9 @@ async def ceiling(
         f"{bare['noop_rate']:.0f}/s"
     )
     await asyncio.sleep(2.0)
+    me = psutil.Process()
+    psutil.cpu_percent()  # starts the machine-wide interval
+    me0 = _cpu(me)
     cpu0, sched0, t0_tai, t0 = _cpu(watcher.csc), _cpu(cluster.scheduler_ps), sal.current_tai(), time.perf_counter()
     await asyncio.gather(*(_process_data(ra, obsid, {"median": 0.0}) for obsid in obsids))
     sent = time.perf_counter() - t0
@@ -682,6 +697,8 @@ async def ceiling(
     last_tai = max((s for o in obsids for s, _, _ in watcher.results.get(o, [])), default=t0_tai)
     seconds = last_tai - t0_tai
     cpu, sched = _cpu(watcher.csc) - cpu0, _cpu(cluster.scheduler_ps) - sched0
+    machine = psutil.cpu_percent() / 100 * (os.cpu_count() or 1)
+    bench_cpu = _cpu(me) - me0
     ok = sum(1 for o in obsids for _, success, _ in watcher.results.get(o, []) if success)
     await _wait_for(watcher, lambda: all(o in watcher.gathered for o in obsids), 60, lambda: None)
     gathered_tai = max((watcher.gathered.get(o, 0.0) for o in obsids), default=0.0)
@@ -696,14 +713,25 @@ async def ceiling(
         "csc_cpu_fraction": cpu / seconds if seconds > 0 else None,
         "csc_cpu_per_job_ms": 1e3 * cpu / max(1, results()),
         "sched_cpu": sched,
+        "machine_cores_busy": machine,
+        "bench_cpu": bench_cpu,
         "gathered_after": gathered_tai - t0_tai if gathered_tai else None,
     }
+    # The reference again, after the CSC's burst: the first map may have paid for a colder cluster.
+    await asyncio.sleep(2.0)
+    again = await bare_dask_rate(cluster, raws, run_dir / "bare2")
+    out["bare_after"] = again
     c = out["csc"]
     say(
         f"  ceiling, through the CSC ({len(obsids)} processData x 189): {ok}/{n_jobs} ok, {c['ended']} ended in "
         f"{seconds:.2f} s = {_fmt(c['rate'], 0)} jobs/s (commands acked in {sent:.2f} s); CSC CPU {cpu:.1f} s "
         f"({_fmt(c['csc_cpu_fraction'], 2)} of a core, {c['csc_cpu_per_job_ms']:.1f} ms/job); scheduler CPU "
-        f"{sched:.1f} s; last gather {_fmt(c['gathered_after'], 1)} s after the first command"
+        f"{sched:.1f} s; this bench (receiving every event) {bench_cpu:.1f} s; the machine {machine:.2f} of "
+        f"{os.cpu_count()} cores busy; last gather {_fmt(c['gathered_after'], 1)} s after the first command"
+    )
+    say(
+        f"  ceiling, bare Dask client.map again (after the CSC's burst): {again['ok']}/{again['jobs']} in "
+        f"{again['seconds']:.2f} s = {again['rate']:.0f} jobs/s; no-op tasks {again['noop_rate']:.0f}/s"
     )
     return out
 
@@ -716,7 +744,8 @@ def summarize(r: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     slots = r["slots"]
     say(f"\n--- W = {slots}: per visit (s from endReadout; cost = the slowest detector's test.cost)")
     header = (
-        f"{'#':>2s} {'image':20s} {'ok':>7s} {'gathers':>16s} {'last det':>8s} {'final':>6s} {'cost':>5s} "
+        f"{'#':>2s} {'image':20s} {'ok':>7s} {'gathers':>16s} {'start1':>6s} {'startN':>6s} {'pub':>5s} "
+        f"{'last det':>8s} {'final':>6s} {'cost':>5s} "
         f"{'margin':>6s} {'gather':>6s} {'CSC cpu':>7s} {'sched':>6s} {'workers':>7s}"
     )
     say(header)
@@ -732,8 +761,12 @@ def summarize(r: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
             interval = None
         gathers = " ".join(f"{n}/{e}{'P' if p else ''}{'R' if g else ''}" for n, e, p, g in v.gathers) or "—"
         margin = None if v.latency is None else v.max_cost + LATENCY_MARGIN - v.latency
+        start1 = min(v.starts) - v.end_tai if v.starts else None
+        start_n = max(v.starts) - v.end_tai if v.starts else None
+        publish = max(v.publish_delays) if v.publish_delays else None
         say(
             f"{v.number:2d} {v.image_name:20s} {len(v.ok):3d}/{N_DETECTORS} {gathers:>16s} "
+            f"{_fmt(start1):>6s} {_fmt(start_n):>6s} {_fmt(publish):>5s} "
             f"{_fmt(v.detectors_latency):>8s} {_fmt(v.latency):>6s} {v.max_cost:5.2f} {_fmt(margin):>6s} "
             f"{_fmt(v.gather_seconds):>6s} "
             + (f"{interval[1]:7.2f} {interval[2]:6.2f} {interval[3]:7.1f}" if interval else f"{'—':>7s}")
@@ -742,7 +775,8 @@ def summarize(r: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
             say(f"     failed: {message}")
     say(
         "  ok: detectors with a successful test.cost jobResult; gathers: nProcessed/nExpected (P partial, "
-        "R re-gather); last det: last detector jobResult; final: final sfmVisitMetrics; "
+        "R re-gather); start1/startN: first/last detector job started on a worker; pub: longest worker end → "
+        "jobResult; last det: last detector jobResult; final: final sfmVisitMetrics; "
         "margin: cost + 2 s − final (>= 0 passes); "
         "gather: sfm_gather's duration; CPU (s) from this endReadout to the next"
     )
@@ -757,6 +791,7 @@ def summarize(r: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     workers_per_visit = [w for _, _, _, w in intervals]
     ceiling = r.get("ceiling") or {}
     csc_c, bare = ceiling.get("csc") or {}, ceiling.get("bare") or {}
+    bare_after = ceiling.get("bare_after") or {}
     jobs_per_visit = N_DETECTORS + 1  # the detectors and the gather
     s = {
         "slots": slots,
@@ -769,6 +804,13 @@ def summarize(r: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         "max_cost_max": max((v.max_cost for v in visits), default=None),
         "margin_min": min(margins) if margins else None,
         "missing_metrics": sum(1 for v in visits if v.latency is None),
+        "start_first_p50": _median([min(v.starts) - v.end_tai for v in visits if v.starts]),
+        "start_last_p50": _median([max(v.starts) - v.end_tai for v in visits if v.starts]),
+        "publish_delay_max_p50": _median([max(v.publish_delays) for v in visits if v.publish_delays]),
+        "gather_p50": _median([v.gather_seconds for v in visits if v.gather_seconds is not None]),
+        "after_last_detector_p50": _median(
+            [v.latency - v.detectors_latency for v in visits if v.latency is not None and v.detectors_latency]
+        ),
         "csc_cpu_per_visit": csc_visit,
         "csc_cpu_per_job_ms": None if csc_visit is None else 1e3 * csc_visit / jobs_per_visit,
         "csc_cpu_fraction": csc_fraction_at_lsstcam,
@@ -777,12 +819,14 @@ def summarize(r: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         "workers_cpu_per_visit": _median(workers_per_visit),
         "ceiling_csc": csc_c.get("rate"),
         "ceiling_bare": bare.get("rate"),
+        "ceiling_bare_after": bare_after.get("rate"),
         "ceiling_noop": bare.get("noop_rate"),
         "ceiling_jobs": ceiling.get("jobs"),
         "ceiling_csc_ok": csc_c.get("ok"),
         "ceiling_csc_cpu_fraction": csc_c.get("csc_cpu_fraction"),
         "ceiling_csc_cpu_per_job_ms": csc_c.get("csc_cpu_per_job_ms"),
         "ceiling_sched_cpu": csc_c.get("sched_cpu"),
+        "ceiling_machine_cores_busy": csc_c.get("machine_cores_busy"),
         "ceiling_bare_sched_cpu": bare.get("sched_cpu"),
         "stopped": r.get("stopped", ""),
         "failures": r.get("failures", {}),
@@ -800,6 +844,12 @@ def summarize(r: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         f"{_fmt(s['margin_min'])} s)"
     )
     say(
+        f"  where the time goes (p50 over visits, s from endReadout): first job running {_fmt(s['start_first_p50'])}, "
+        f"last job running {_fmt(s['start_last_p50'])}; slowest worker end → jobResult "
+        f"{_fmt(s['publish_delay_max_p50'])}; last detector jobResult → final metrics "
+        f"{_fmt(s['after_last_detector_p50'])} (sfm_gather runs {_fmt(s['gather_p50'])})"
+    )
+    say(
         f"  CSC CPU per visit {_fmt(s['csc_cpu_per_visit'])} s (median over {len(intervals)} endReadout intervals of "
         f"{_fmt(s['cadence_measured'], 1)} s) = {_fmt(s['csc_cpu_per_job_ms'], 1)} ms per job ({jobs_per_visit} jobs "
         f"a visit) = {_fmt(None if csc_fraction_at_lsstcam is None else 100 * csc_fraction_at_lsstcam, 1)} % "
@@ -814,10 +864,12 @@ def summarize(r: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     s["ceiling_ratio"] = ratio
     say(
         f"  dispatch ceiling ({s['ceiling_jobs']} zero-cost jobs): through the CSC {_fmt(s['ceiling_csc'], 0)} jobs/s, "
-        f"bare Dask client.map {_fmt(s['ceiling_bare'], 0)} jobs/s (ratio {_fmt(ratio, 3)}; Dask's no-op tasks "
+        f"bare Dask client.map {_fmt(s['ceiling_bare'], 0)} jobs/s before it and {_fmt(s['ceiling_bare_after'], 0)} "
+        f"after (ratio to the first {_fmt(ratio, 3)}; Dask's no-op tasks "
         f"{_fmt(s['ceiling_noop'], 0)}/s); CSC at "
         f"{_fmt(s['ceiling_csc_cpu_fraction'], 2)} of a core during its burst "
-        f"({_fmt(s['ceiling_csc_cpu_per_job_ms'], 1)} ms CPU per job)"
+        f"({_fmt(s['ceiling_csc_cpu_per_job_ms'], 1)} ms CPU per job); the machine "
+        f"{_fmt(s['ceiling_machine_cores_busy'], 2)} of {os.cpu_count()} cores busy"
     )
     if s["failures"]:
         for key, count in sorted(s["failures"].items(), key=lambda kv: -kv[1])[:6]:
