@@ -17,6 +17,7 @@ from cyclonedds.idl import IdlMeta, IdlStruct, types
 from cyclonedds.idl._machinery import StringMachine
 from cyclonedds.idl.annotations import extensibility
 
+from .awaitable import await_to_itself
 from .xml_interface import PRIVATE_FIELDS, FieldInfo, TopicInfo
 
 __all__ = ["TopicType", "get_topic_type", "rev_code"]
@@ -183,6 +184,8 @@ def get_topic_type(info: TopicInfo, indexed: bool) -> TopicType:
     # Replaces cyclonedds' classmethod on this generated class only, which mypy cannot type.
     cls.deserialize_key = classmethod(_tolerant_deserialize_key)  # type: ignore[method-assign, assignment]
     _tolerate_bad_strings(cls)
+    # A sample that write() returns is awaitable, giving itself: salobj 8 awaits write().
+    cls.__await__ = await_to_itself  # type: ignore[attr-defined]
     return TopicType(
         info=info,
         rev_code=code,

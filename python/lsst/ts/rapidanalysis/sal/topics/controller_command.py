@@ -7,6 +7,7 @@ import inspect
 import math
 from typing import TYPE_CHECKING, Any
 
+from ..awaitable import DONE, Done
 from ..enums import FINAL_ACK_CODES, SalRetCode
 from ..errors import ExpectedError
 from ..safe_text import describe_exception, safe_text
@@ -88,8 +89,8 @@ class ControllerCommand(ReadTopic):
         self._ackcmd_writer = _ackcmd_writer(salinfo)
         self._running: set[asyncio.Task] = set()
 
-    def ack(self, data: Any, ack: SalRetCode | int, error: int = 0, result: str = "", timeout: float = 0.0) -> None:
-        """Acknowledge the command ``data`` with ``ack``.
+    def ack(self, data: Any, ack: SalRetCode | int, error: int = 0, result: str = "", timeout: float = 0.0) -> Done:
+        """Acknowledge the command ``data`` with ``ack`` (now; await the result or not: salobj 8 awaits it).
 
         ``result`` may be any text: it is escaped and cut to `MAX_ACK_RESULT_BYTES`.
 
@@ -112,10 +113,11 @@ class ControllerCommand(ReadTopic):
         if self.salinfo.indexed:
             self._ackcmd_writer.data.salIndex = data.salIndex
         self._ackcmd_writer.write()
+        return DONE
 
-    def ack_in_progress(self, data: Any, timeout: float, result: str = "") -> None:
-        """Say the command is running and should finish within ``timeout`` more seconds."""
-        self.ack(data, SalRetCode.CMD_INPROGRESS, timeout=timeout, result=result)
+    def ack_in_progress(self, data: Any, timeout: float, result: str = "") -> Done:
+        """Say the command is running and should finish within ``timeout`` more seconds (see `ack`)."""
+        return self.ack(data, SalRetCode.CMD_INPROGRESS, timeout=timeout, result=result)
 
     def _ack_final(self, data: Any, ack: int, error: int, result: str, timeout: float = 0.0) -> None:
         """Write the command's final ack; never raises. If it cannot be written as asked, write

@@ -8,6 +8,7 @@ import math
 import struct
 from typing import TYPE_CHECKING, Any
 
+from ..awaitable import AwaitsToItself
 from ..tai import current_tai
 from ..xml_interface import FieldInfo
 from .base_topic import BaseTopic
@@ -31,8 +32,8 @@ _INT_RANGES = {
 
 
 @dataclasses.dataclass
-class SetWriteResult:
-    """What `WriteTopic.set_write` did."""
+class SetWriteResult(AwaitsToItself):
+    """What `WriteTopic.set_write` did (awaitable, giving itself: salobj 8 awaits set_write)."""
 
     did_change: bool
     was_written: bool
@@ -187,7 +188,10 @@ class WriteTopic(BaseTopic):
         return seq_num
 
     def write(self) -> Any:
-        """Write `data` now, filling in the private fields; return what was written."""
+        """Write `data` now, filling in the private fields; return what was written.
+
+        The sample returned is awaitable, giving itself (salobj 8 awaits write).
+        """
         data = self._data
         data.private_revCode = self.rev_code
         data.private_sndStamp = current_tai()
