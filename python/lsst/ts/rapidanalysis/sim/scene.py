@@ -15,6 +15,11 @@ Conventions
   size grows with the flux until the wings are below 0.05 e-.
 * FWHM and ellipticity may vary linearly over the focal plane: ``FWHM(X, Y) = seeing_fwhm +
   gx X + gy Y`` with X, Y the field angle (deg) of the star; likewise e1 and e2.
+* Defocus: with the focus position ``focus_z`` (mm, the header's ``FOCUSZ``) away from the true
+  best focus ``best_focus_z`` (mm), the FWHM broadens in quadrature,
+  ``FWHM² = FWHM_seeing² + (k (focus_z - best_focus_z))²`` with ``k = defocus_fwhm_per_mm``
+  (arcsec of FWHM per mm of focus offset), everywhere in the field (`SceneConfig.defocus_fwhm`).
+  The truth's ``focus`` section records z, z0, k and the seeing (`lsst.ts.rapidanalysis.sim.truth`).
 * Flux of a star: ``10^(-0.4 (mag - zero_point)) * exp_time`` e- above the atmosphere; the image
   gets ``flux * response`` where the response is the vignetting ``1 - vignetting (r/R)²`` (r the
   focal-plane radius, R the instrument's field radius) times a per-pixel response (PRNU, fixed per
@@ -90,6 +95,16 @@ class SceneConfig(pydantic.BaseModel):
     )
     e1_gradient: tuple[float, float] = pydantic.Field((0.0, 0.0), description="d e1 / d field angle (per degree).")
     e2_gradient: tuple[float, float] = pydantic.Field((0.0, 0.0), description="d e2 / d field angle (per degree).")
+    focus_z: float = pydantic.Field(
+        0.0, ge=-50, le=50, description="Focus position of the exposure (mm; written as the header's FOCUSZ)."
+    )
+    best_focus_z: float = pydantic.Field(0.0, ge=-50, le=50, description="True best focus (mm).")
+    defocus_fwhm_per_mm: float = pydantic.Field(
+        0.0,
+        ge=0,
+        le=1000,
+        description="k: FWHM added in quadrature per mm of focus offset (arcsec/mm); 0 = no defocus blur.",
+    )
     n_stars: int | None = pydantic.Field(
         None,
         ge=0,
@@ -126,9 +141,29 @@ class SceneConfig(pydantic.BaseModel):
         """The fixed sky."""
         return StarField(self.star_density, self.mag_bright, self.mag_faint, self.mag_slope, self.sky_seed)
 
+    def defocus_fwhm(self) -> float:
+        """The FWHM the defocus adds in quadrature: ``k |focus_z - best_focus_z|`` (arcsec)."""
+        return self.defocus_fwhm_per_mm * abs(self.focus_z - self.best_focus_z)
+
+    def focus_truth(self) -> dict[str, Any]:
+        """The ``focus`` section of the truth: z, z0, k and what they make of the seeing."""
+        defocus = self.defocus_fwhm()
+        return {
+            "focus_z_mm": self.focus_z,
+            "best_focus_z_mm": self.best_focus_z,
+            "defocus_fwhm_per_mm_arcsec": self.defocus_fwhm_per_mm,
+            "seeing_fwhm_arcsec": self.seeing_fwhm,
+            "defocus_fwhm_arcsec": defocus,
+            "fwhm_arcsec": math.hypot(self.seeing_fwhm, defocus),
+            "model": "FWHM^2 = seeing_fwhm^2 + (k (focus_z - best_focus_z))^2 at every field position",
+        }
+
     def psf_at(self, fa_x: np.ndarray | float, fa_y: np.ndarray | float) -> tuple[Any, Any, Any]:
-        """FWHM (arcsec), e1, e2 at field angles (deg)."""
+        """FWHM (arcsec, defocus included), e1, e2 at field angles (deg)."""
         fwhm = self.seeing_fwhm + self.fwhm_gradient[0] * np.asarray(fa_x) + self.fwhm_gradient[1] * np.asarray(fa_y)
+        defocus = self.defocus_fwhm()
+        if defocus > 0:
+            fwhm = np.hypot(fwhm, defocus)
         e1 = self.e1 + self.e1_gradient[0] * np.asarray(fa_x) + self.e1_gradient[1] * np.asarray(fa_y)
         e2 = self.e2 + self.e2_gradient[0] * np.asarray(fa_x) + self.e2_gradient[1] * np.asarray(fa_y)
         fwhm = np.maximum(fwhm, 0.05)
@@ -675,6 +710,7 @@ def render_detector(
             "flat_level_e": scene.flat_level if kind == "flat" else 0.0,
         },
         "psf": psf_truth,
+        "focus": scene.focus_truth(),
         "stars": stars_truth,
         "n_stars_in_image": int(sum(stars_truth.get("in_image", []))),
         "cosmic_rays": cosmic,
