@@ -20,6 +20,7 @@ BUILTIN_PIPELINES: dict[str, tuple[str, str, bool]] = {
     "sfm_gather": ("sfm_gather", "SfmGatherPipeline", False),
     "spectrum_examiner": ("spectrum_examiner", "SpectrumExaminerPipeline", False),
     "mount_torque": ("mount_torque", "MountTorquePipeline", False),
+    "focus_sweep": ("focus_sweep", "FocusSweepPipeline", False),
     "test.succeed": ("test_pipelines", "SucceedPipeline", True),
     "test.fail": ("test_pipelines", "FailPipeline", True),
     "test.sleep": ("test_pipelines", "SleepPipeline", True),
