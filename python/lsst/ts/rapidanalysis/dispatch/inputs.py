@@ -3,8 +3,10 @@
 - A job's inputs (`InputResolver.resolve`): what the CSC set itself (a gather's visit file and
   images, a generator's file); nothing for a pipeline that needs no raw; for a mount pipeline one
   raw of the exposure and the exposure window of the received mount telemetry, written as a file
-  (`InputResolver.mount_inputs`); else the raws of the job's detectors (the science detectors when
-  it names none), waited for in the raw store up to ``raw_wait_timeout``.
+  (`InputResolver.mount_inputs`); for a multi-visit pipeline (``focus_sweep``: a class attribute
+  ``multi_visit``) the raws of each of its visits (`InputResolver.visit_inputs`); else the raws of
+  the job's detectors (the science detectors when it names none), waited for in the raw store up
+  to ``raw_wait_timeout``.
 - An image's kind (`InputResolver.image_kind`): science, dispersed or calibration, from the
   announced image type, or from the raw's header when that is needed (LATISS, file announcements
   without a type).
@@ -20,6 +22,7 @@ import json
 import logging
 import pathlib
 from collections.abc import Callable
+from typing import Any
 
 from ..data.camera import Instrument
 from ..data.data_id import parse_data_id
@@ -93,6 +96,8 @@ class InputResolver:
             return []
         if pipeline.needs_mount_telemetry:
             return await self.mount_inputs(job)
+        if getattr(pipeline, "multi_visit", False):
+            return await self.visit_inputs(job, pipeline)
         # No detectors named: the science detectors (guiders and wavefront sensors are not raws
         # for these pipelines, and waiting for them would always run into the timeout).
         detectors = job.data_id.detectors or tuple(d.id for d in self.instrument.science_detectors)
@@ -141,6 +146,46 @@ class InputResolver:
 
         await loop.run_in_executor(None, write)
         return [str(raw), str(path)]
+
+    async def visit_inputs(self, job: Job, pipeline: Any) -> list[str]:
+        """The raws of every visit of a multi-visit pipeline's job, visit by visit.
+
+        The visits are ``pipeline.input_visits(job.config, day_obs, seq_num)`` (visit ids
+        dayObs*100000+seqNum), the detectors the job's dataId names or else
+        ``pipeline.input_detectors(instrument, job.config)``. Every visit is waited for at once,
+        up to ``raw_wait_timeout``; a visit whose raws never land is left out (the pipeline says
+        which visits it did not get), and only a job with no raw of any visit is a `ValueError`.
+        """
+        visits = pipeline.input_visits(job.config, job.data_id.day_obs, job.data_id.seq_num)
+        if not visits:
+            raise ValueError(
+                f"pipeline {job.pipeline!r} was given no visit (config 'visits', or a dataId of one visit)"
+            )
+        detectors = job.data_id.detectors or tuple(pipeline.input_detectors(self.instrument, job.config))
+        data_ids = []
+        for visit in visits:
+            day_obs, seq_num = divmod(int(visit), 100_000)
+            data_ids.append(parse_data_id(json.dumps({"dayObs": day_obs, "seqNum": seq_num}), self.instrument))
+        found = await asyncio.gather(
+            *(self.raw_store.wait_for(d, detectors, timeout=self.raw_wait_timeout) for d in data_ids),
+            return_exceptions=True,
+        )
+        files: list[str] = []
+        missing: list[str] = []
+        for raws in found:
+            if isinstance(raws, MissingRawError):
+                missing.append(str(raws))
+            elif isinstance(raws, BaseException):
+                raise raws
+            else:
+                files.extend(str(raws[detector]) for detector in sorted(raws))
+        if not files:
+            raise ValueError("; ".join(missing))
+        if missing:
+            self.log.warning(
+                "Job %s runs without %d of its %d visits: %s", job.job_id, len(missing), len(visits), "; ".join(missing)
+            )
+        return files
 
     def witness_detector(self) -> int:
         """The detector whose raw stands for the exposure (LSSTCam R22_S11, ComCam S11, LATISS 0)."""
