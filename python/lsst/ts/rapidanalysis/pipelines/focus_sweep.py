@@ -105,7 +105,7 @@ __all__ = [
 #: field centre and two of its corners (LSSTCam R22_S11, R22_S00, R22_S22; ComCam S11, S00, S22).
 DEFAULT_DETECTORS: dict[str, tuple[int, ...]] = {"LSSTCam": (94, 90, 98), "LSSTComCam": (4, 0, 8), "LATISS": (0,)}
 #: At most this many visits in one sweep.
-MAX_VISITS = 100
+MAX_VISITS = 200
 #: Image types that are not sky images (as ``sfm``'s).
 _NOT_SKY = frozenset({"BIAS", "DARK", "FLAT", "SFLAT", "DFLAT", "SPOT", "CWFS"})
 

@@ -114,6 +114,7 @@ def simulate_focus_sweep(
     detectors: Sequence[int] | None = None,
     scale: float = 1.0,
     seed: int = 0,
+    seeing_jitter: float = 0.0,
     write_truth_file: bool = True,
     **kwargs: Any,
 ) -> FocusSweep:
@@ -141,6 +142,10 @@ def simulate_focus_sweep(
     seed : `int`
         Seed of the sweep; visit i uses ``seed * 1000 + i`` (noise, and star positions when
         ``scene.n_stars`` is set).
+    seeing_jitter : `float`
+        Relative rms of the seeing from visit to visit (the atmosphere does not wait for a sweep):
+        visit i's seeing is ``scene.seeing_fwhm (1 + seeing_jitter g_i)``, g_i standard normal
+        drawn from ``seed``; 0 keeps it fixed. Each visit's seeing is in the truth.
     write_truth_file : `bool`
         Also write the sweep's truth as ``{root}/focus_sweep_{last obsid}.truth.json``.
     **kwargs
@@ -153,11 +158,13 @@ def simulate_focus_sweep(
     base = scene or SceneConfig()
     ids = list(detectors) if detectors is not None else list(FOCUS_DETECTORS[instrument.name])
     extra_headers = dict(kwargs.pop("extra_headers", None) or {})
-    visits, obsids, paths, fwhm = [], [], {}, []
+    visits, obsids, paths, fwhm, seeing = [], [], {}, [], []
+    jitter = np.random.default_rng([seed, 7]).standard_normal(len(offsets)) * seeing_jitter
     for i, z in enumerate(offsets):
         seq = first_seq + i
         obsid = f"{instrument.cam_code}_O_{day_obs}_{seq:06d}"
-        focus = {"focus_z": float(z), "best_focus_z": best_focus, "defocus_fwhm_per_mm": k}
+        seeing.append(float(base.seeing_fwhm * max(1.0 + jitter[i], 0.2)))
+        focus = {"focus_z": float(z), "best_focus_z": best_focus, "defocus_fwhm_per_mm": k, "seeing_fwhm": seeing[-1]}
         visit_scene = SceneConfig.model_validate({**base.model_dump(), **focus})
         written = simulate_exposure(
             instrument,
@@ -181,11 +188,13 @@ def simulate_focus_sweep(
         "best_focus_z_mm": best_focus,
         "defocus_fwhm_per_mm_arcsec": k,
         "seeing_fwhm_arcsec": base.seeing_fwhm,
+        "seeing_jitter": seeing_jitter,
+        "visit_seeing_fwhm_arcsec": seeing,
         "step_mm": float(np.median(diffs)) if diffs.size else 0.0,
         "visits": visits,
         "obsids": obsids,
         "focus_z_mm": [float(z) for z in offsets],
-        "fwhm_arcsec": fwhm,
+        "fwhm_arcsec": fwhm,  # optical FWHM at the boresight, per visit
         "detectors": ids,
         "model": "FWHM^2 = seeing^2 + (k (FOCUSZ - z0))^2; FOCUSZ in mm, k in arcsec/mm",
     }
