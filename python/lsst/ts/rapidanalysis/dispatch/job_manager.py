@@ -303,13 +303,15 @@ class JobManager:
             self._wake.clear()
             if self._closing or not self.pool.running:
                 continue  # woken again when the pool is back (`pool_reconnected`)
+            free_total = self.pool.info.n_threads - self.n_running
+            if free_total <= 0:
+                continue  # woken again when a slot is freed
             ready = sorted((j for j in self._queued if j.job_id in self._ready), key=lambda j: j.queue_key)
             if not ready:
                 continue
             busy = self.busy_by_worker()
             workers = [WorkerSlots(w.address, w.n_threads, busy.get(w.address, 0)) for w in self.pool.info.usable]
             keys = {j.job_id: affinity_key(j.data_id.instrument, j.data_id.detectors) for j in ready}
-            free_total = self.pool.info.n_threads - self.n_running
             by_id = {j.job_id: j for j in ready}
             for job_id, address in place(ready, keys, workers, free_total, affinity=self.detector_affinity):
                 job = by_id[job_id]
