@@ -134,11 +134,15 @@ class Route:
         ``visits`` setting, as ``focus_sweep`` does); else send no config (e.g. ``test.succeed``).
     reason : `str`
         Why there is no pipeline (``pipeline`` None).
+    settings : `dict`
+        Pipeline settings sent in processData's ``config`` with every request of this kind (besides
+        ``visits``); e.g. ``{"duration": 20}`` for ``test.sleep`` in tests.
     """
 
     pipeline: str | None
     visits_in_config: bool = True
     reason: str = ""
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 _NO_WAVEFRONT = (
@@ -314,11 +318,14 @@ def parse_execute_config(text: str) -> list[Request]:
 def processdata_fields(request: Request, route: Route) -> dict[str, str]:
     """The ``processData`` fields (pipeline, dataId, config) of a routed request.
 
-    The data id is the newest (highest-numbered) visit's; with ``route.visits_in_config`` the
-    config is ``{"visits": [<visit ids, as given>]}``, else blank.
+    The data id is the newest (highest-numbered) visit's; the config is ``route.settings`` plus,
+    with ``route.visits_in_config``, ``"visits": [<visit ids, as given>]``; blank if that is empty.
     """
     if route.pipeline is None:
         raise ValueError(f"{request.kind.value} has no pipeline here")
     newest = max(request.visits)
-    config = json.dumps({"visits": request.visit_ids}) if route.visits_in_config else ""
+    settings = dict(route.settings)
+    if route.visits_in_config:
+        settings["visits"] = request.visit_ids
+    config = json.dumps(settings) if settings else ""
     return {"pipeline": route.pipeline, "dataId": json.dumps(newest.data_id), "config": config}
