@@ -4,7 +4,11 @@ The queue is ours, not Dask's: we hand Dask only as many jobs as the pool's work
 threads, so that "newest first", the bound on the queue and aborting a queued job are exact and
 cheap. A job waits for its raws before it competes for a worker, so a late file never holds a
 worker. Each job is placed on a worker (`affinity.place`: its detector's home worker when that
-has room) with a loose restriction, so that if the worker dies the scheduler runs it elsewhere.
+has room) with a loose restriction (``workers=[address], allow_other_workers=True``), so that if
+the worker dies the scheduler runs it elsewhere: measured here, a loosely pinned task whose worker
+was killed ran on the other worker at once, and one pinned to a dead address ran elsewhere; a
+strict pin waits forever for a worker that is gone. (Per-worker ``resources=`` would need each
+pod started with its own resource, which a uniform Kubernetes worker spec does not give.)
 
 What happens to a running job when the cluster fails under it:
 
