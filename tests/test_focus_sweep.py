@@ -290,3 +290,17 @@ def test_cli_runs_it(sweep: FocusSweep, tmp_path: pathlib.Path, capsys: pytest.C
     out = json.loads(capsys.readouterr().out)
     assert out["metrics"]["fitOk"] == 1
     assert abs(out["metrics"]["bestFocus"] - 0.037) < 0.05 * STEP
+
+
+def test_one_outlier_is_left_out() -> None:
+    z = np.linspace(-0.3, 0.3, 7)
+    fwhm = np.sqrt(0.64 + 25 * (z - 0.02) ** 2)
+    fwhm[5] *= 1.3  # a gust of wind
+    fit = fit_focus_curve(z, fwhm, 0.005 * fwhm)
+    assert fit.ok and fit.rejected == [5] and "left out" in fit.flags[0]
+    assert fit.best_focus == pytest.approx(0.02, abs=1e-6)
+    assert math.isnan(fit.residuals[5]) and len(fit.residuals) == 7
+    kept = fit_focus_curve(z, fwhm, 0.005 * fwhm, outlier_threshold=0)
+    assert kept.rejected == [] and abs(kept.best_focus - 0.02) > 0.005  # what the outlier does when kept
+    five = fit_focus_curve(z[:5], fwhm[:5], 0.005 * fwhm[:5])
+    assert five.rejected == []  # too few visits to tell an outlier from the curve

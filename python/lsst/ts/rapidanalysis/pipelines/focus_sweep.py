@@ -44,7 +44,10 @@ First a weighted linear least-squares fit of ``FWHM² = A z² + B z + C`` (σ(FW
 ``scipy.optimize.curve_fit`` of the parabola's vertex form gives ``z0`` (best focus), ``c`` and
 their covariance directly; the uncertainties are scaled up by √χ²_red when χ²_red > 1 (the FWHM
 errors were too small, or the model does not describe the data). With 3 visits there is no
-residual to judge: the uncertainties come from the FWHM errors alone (and a flag says so).
+residual to judge: the uncertainties come from the FWHM errors alone (and a flag says so). With 6
+or more visits, one visit far off the curve (more than ``outlier_threshold``, 5, times the others'
+robust scatter: a gust, a cloud, a failed measurement) is left out and the curve fitted again; a
+flag names it.
 
 Flags (``summary["flags"]``, the telemetry's ``flags``): fewer than ``min_visits`` (3) usable
 visits; non-positive or insignificant curvature; a fit that did not converge; a best focus outside
@@ -152,6 +155,11 @@ class FocusSweepConfig(PipelineConfig):
     sfm: dict[str, Any] = pydantic.Field(
         default_factory=dict, description="Settings of the sfm measurement (SfmConfig fields)."
     )
+    outlier_threshold: float = pydantic.Field(
+        5.0,
+        ge=0,
+        description="With 6+ visits, leave out one this many times the others' scatter off the curve; 0: never.",
+    )
     make_plot: bool = pydantic.Field(True, description="Write the focus-curve plot (PNG).")
 
     @pydantic.field_validator("visits")
@@ -196,6 +204,8 @@ class VisitFwhm:
     problem: str = ""
     #: Fitted minus measured FWHM (arcsec), once fitted.
     residual: float = math.nan
+    #: Left out of the fit as an outlier.
+    rejected: bool = False
 
     @property
     def usable(self) -> bool:
@@ -220,6 +230,8 @@ class FocusFit:
     #: (z0, a, c) of the vertex form, for the plot (also when the result is not trusted).
     params: tuple[float, float, float] | None = None
     residuals: list[float] = dataclasses.field(default_factory=list)
+    #: Indices (into the points given) of the point left out as an outlier, if any.
+    rejected: list[int] = dataclasses.field(default_factory=list)
 
     @property
     def defocus_coefficient(self) -> float:
@@ -234,13 +246,46 @@ def fit_focus_curve(
     *,
     min_visits: int = 3,
     min_curvature_snr: float = 3.0,
+    outlier_threshold: float = 5.0,
 ) -> FocusFit:
-    """Fit ``FWHM² = a (z - z0)² + c`` to a sweep; see the module docstring for the method and flags."""
-    from scipy.optimize import curve_fit
+    """Fit ``FWHM² = a (z - z0)² + c`` to a sweep; see the module docstring for the method and flags.
 
+    With 6 or more points, one point whose residual is more than ``outlier_threshold`` times the
+    others' robust scatter (1.4826 MAD of the normalised residuals, at least 1) is left out and
+    the curve fitted again (`FocusFit.rejected`, and a flag, say which); 0 disables this.
+    """
     z = np.asarray(focus, dtype=float)
     f = np.asarray(fwhm, dtype=float)
     ferr = np.asarray(fwhm_err, dtype=float)
+    fit = _fit_parabola(z, f, ferr, min_visits, min_curvature_snr)
+    if fit.params is None or z.size < max(6, min_visits + 1) or outlier_threshold <= 0:
+        return fit
+    z0, a, c = fit.params
+    normalised = (a * (z - z0) ** 2 + c - f**2) / (2.0 * f * ferr)
+    order = np.argsort(-np.abs(normalised))
+    worst, others = int(order[0]), np.abs(normalised[order[1:]])
+    scale = max(1.4826 * float(np.median(others)), 1.0)
+    if abs(normalised[worst]) <= outlier_threshold * scale:
+        return fit
+    keep = np.arange(z.size) != worst
+    refit = _fit_parabola(z[keep], f[keep], ferr[keep], min_visits, min_curvature_snr)
+    refit.rejected = [worst]
+    refit.flags.insert(
+        0,
+        f'the visit at focus {z[worst]:.4g} mm (FWHM {f[worst]:.3g}") was left out: {abs(normalised[worst]):.1f} '
+        f"times the others' scatter off the curve",
+    )
+    residuals = iter(refit.residuals)
+    refit.residuals = [math.nan if i == worst else next(residuals, math.nan) for i in range(z.size)]
+    return refit
+
+
+def _fit_parabola(
+    z: np.ndarray, f: np.ndarray, ferr: np.ndarray, min_visits: int, min_curvature_snr: float
+) -> FocusFit:
+    """One fit of the focus curve (`fit_focus_curve` without the outlier check)."""
+    from scipy.optimize import curve_fit
+
     out = FocusFit()
     n = z.size
     if n < min_visits:
@@ -350,21 +395,22 @@ def _visit_of(header: Any) -> int | None:
 
 
 def _plot(visits: list[VisitFwhm], fit: FocusFit, path: pathlib.Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+    # A bare Figure draws with the Agg canvas: no pyplot, no backend chosen, safe in worker threads.
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7, 5), dpi=100)
     ax = fig.add_subplot(1, 1, 1)
-    good = [v for v in visits if v.usable]
+    good = [v for v in visits if v.usable and not v.rejected]
     if good:
         ax.errorbar(
             [v.focus for v in good], [v.fwhm for v in good], yerr=[v.fwhm_err for v in good], fmt="o", color="C0",
             label="visit FWHM (median of detectors)",
         )  # fmt: skip
-        for v in good:
+    for v in visits:
+        if v.usable:
             ax.plot([v.focus] * len(v.detector_fwhm), v.detector_fwhm, ".", color="0.6", ms=3)
+        if v.rejected:
+            ax.plot([v.focus], [v.fwhm], "x", color="C3", ms=9, label="left out (outlier)")
     if fit.params is not None and good:
         z0, a, c = fit.params
         zs = np.array([v.focus for v in good])
@@ -451,9 +497,12 @@ class FocusSweepPipeline(Pipeline[FocusSweepConfig]):
             [v.fwhm_err for v in usable],
             min_visits=config.min_visits,
             min_curvature_snr=config.min_curvature_snr,
+            outlier_threshold=config.outlier_threshold,
         )
         for v, residual in zip(usable, fit.residuals, strict=False):
             v.residual = residual
+        for index in fit.rejected:
+            usable[index].rejected = True
         newest = max(usable or visits, key=lambda v: v.visit)
         image_name = newest.obsid or next((v.obsid for v in visits if v.obsid), "")
         focus_values = [v.focus for v in usable]
@@ -468,7 +517,7 @@ class FocusSweepPipeline(Pipeline[FocusSweepConfig]):
             "chi2Reduced": fit.chi2_reduced,
             "focusMin": min(focus_values) if focus_values else math.nan,
             "focusMax": max(focus_values) if focus_values else math.nan,
-            "nVisits": len(usable),
+            "nVisits": len(usable) - len(fit.rejected),
             "nVisitsRequested": len(visits),
             "fitOk": int(fit.ok),
         }
@@ -516,6 +565,7 @@ class FocusSweepPipeline(Pipeline[FocusSweepConfig]):
                         "detectors": v.detectors,
                         "detectorFwhm": [_finite(x) for x in v.detector_fwhm],
                         "residual": _finite(v.residual),
+                        "rejected": v.rejected,
                         "problem": v.problem,
                     }
                     for v in visits

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..data.camera import Instrument, get_instrument
+from ..pipelines.focus_sweep import DEFAULT_DETECTORS
 from .raw_writer import default_tai_start, simulate_exposure
 from .scene import SceneConfig
 from .truth import write_truth
@@ -45,8 +46,8 @@ __all__ = [
 
 #: Default k: arcsec of FWHM per mm of focus offset (see the module docstring).
 DEFAULT_K_ARCSEC_PER_MM = 5.0
-#: A few detectors per instrument for a sweep: the centre of the field and two corners of it.
-FOCUS_DETECTORS: dict[str, tuple[int, ...]] = {"LSSTCam": (94, 90, 98), "LSSTComCam": (4, 0, 8), "LATISS": (0,)}
+#: A few detectors per instrument for a sweep: those ``focus_sweep`` measures by default.
+FOCUS_DETECTORS: dict[str, tuple[int, ...]] = DEFAULT_DETECTORS
 
 
 def visit_id(day_obs: int | str, seq_num: int) -> int:
