@@ -15,7 +15,8 @@ Keys (all lengths in pixels of the assembled detector image, 0-based pixel centr
   (z0, the true best focus), ``defocus_fwhm_per_mm_arcsec`` (k, arcsec of FWHM per mm of offset),
   ``seeing_fwhm_arcsec``, ``defocus_fwhm_arcsec`` = k |z - z0| and ``fwhm_arcsec`` =
   √(seeing² + (k (z - z0))²) at the boresight (the ``psf`` section has it at the detector);
-  a focus sweep (`lsst.ts.rapidanalysis.sim.focus`) also writes ``focus_sweep.truth.json``;
+  a focus sweep (`lsst.ts.rapidanalysis.sim.focus`) also writes the sweep's truth as
+  ``{root}/focus_sweep_{last obsid}.truth.json``;
 * ``stars``: columns id, x, y, ra, dec, mag, flux_e (above the atmosphere, whole exposure),
   response (vignetting at the star: the image holds flux_e x response), fwhm_arcsec, e1, e2,
   peak_e (noise-free peak with sky), saturated, in_image;
