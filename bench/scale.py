@@ -29,7 +29,10 @@ Then the dispatch ceiling, with the camera idle: ``--burst-visits`` more visits'
 same cluster: first as a bare Dask ``client.map`` of ``run_job`` from this process (the
 reference), then through the CSC as ``processData`` commands sent at once (one per visit, each 189
 jobs and a gather). Rate = jobs / (first send → last jobResult); the CSC's CPU during its burst
-says whether it was the bottleneck.
+says whether it was the bottleneck. This bench's own Remote, reading every jobResult, costs more
+CPU than the CSC publishing them, on the same 2 cores; so the burst is repeated (on new visits)
+with a Remote that reads no jobResult, counting ended jobs from the CSC's 1 Hz ``poolStatus``
+(a lower bound on the rate).
 
 Targets (issue 14), printed pass/fail: at W = 190, 189/189 detectors in every visit and final visit
 metrics within the visit's slowest detector cost + 2 s of endReadout; the CSC's CPU under 10 % of
@@ -107,13 +110,13 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def _cpu(process: psutil.Process | None) -> float:
-    """CPU seconds (user + system) of a process and its children; 0 once it is gone."""
+def _cpu(process: psutil.Process | None, children: bool = True) -> float:
+    """CPU seconds (user + system) of a process and (``children``) its children; 0 once it is gone."""
     if process is None:
         return 0.0
     total = 0.0
     with contextlib.suppress(psutil.Error):
-        for p in [process, *process.children(recursive=True)]:
+        for p in [process, *(process.children(recursive=True) if children else [])]:
             with contextlib.suppress(psutil.Error):
                 times = p.cpu_times()
                 total += times.user + times.system
@@ -580,6 +583,10 @@ async def run_w(slots: int, args: argparse.Namespace, workdir: pathlib.Path) -> 
                 await observe(args, watcher, ra, cam, process)
                 result["visits"] = watcher.visits
                 result["ceiling"] = await ceiling(args, watcher, ra, process, cluster, writer, day_obs, run_dir)
+                # The same burst again with this bench listening to no jobResult (a Remote without
+                # it): what the CSC sustains when its listeners do not share its 2 cores.
+                ra = await quiet_remote(domain, ra, watcher)
+                result["ceiling"]["quiet"] = await quiet_ceiling(args, watcher, ra, process, cluster, writer, day_obs)
             except StopRun as e:
                 result["stopped"] = str(e)
                 say(f"STOPPED: {e}")
@@ -685,7 +692,8 @@ async def ceiling(
     await asyncio.sleep(2.0)
     me = psutil.Process()
     psutil.cpu_percent()  # starts the machine-wide interval
-    me0 = _cpu(me)
+    me0 = _cpu(me, children=False)
+    workers0 = cluster.workers_cpu()
     cpu0, sched0, t0_tai, t0 = _cpu(watcher.csc), _cpu(cluster.scheduler_ps), sal.current_tai(), time.perf_counter()
     await asyncio.gather(*(_process_data(ra, obsid, {"median": 0.0}) for obsid in obsids))
     sent = time.perf_counter() - t0
@@ -698,7 +706,8 @@ async def ceiling(
     seconds = last_tai - t0_tai
     cpu, sched = _cpu(watcher.csc) - cpu0, _cpu(cluster.scheduler_ps) - sched0
     machine = psutil.cpu_percent() / 100 * (os.cpu_count() or 1)
-    bench_cpu = _cpu(me) - me0
+    bench_cpu = _cpu(me, children=False) - me0
+    workers_cpu = cluster.workers_cpu() - workers0
     ok = sum(1 for o in obsids for _, success, _ in watcher.results.get(o, []) if success)
     await _wait_for(watcher, lambda: all(o in watcher.gathered for o in obsids), 60, lambda: None)
     gathered_tai = max((watcher.gathered.get(o, 0.0) for o in obsids), default=0.0)
@@ -715,6 +724,7 @@ async def ceiling(
         "sched_cpu": sched,
         "machine_cores_busy": machine,
         "bench_cpu": bench_cpu,
+        "workers_cpu": workers_cpu,
         "gathered_after": gathered_tai - t0_tai if gathered_tai else None,
     }
     # The reference again, after the CSC's burst: the first map may have paid for a colder cluster.
@@ -726,12 +736,92 @@ async def ceiling(
         f"  ceiling, through the CSC ({len(obsids)} processData x 189): {ok}/{n_jobs} ok, {c['ended']} ended in "
         f"{seconds:.2f} s = {_fmt(c['rate'], 0)} jobs/s (commands acked in {sent:.2f} s); CSC CPU {cpu:.1f} s "
         f"({_fmt(c['csc_cpu_fraction'], 2)} of a core, {c['csc_cpu_per_job_ms']:.1f} ms/job); scheduler CPU "
-        f"{sched:.1f} s; this bench (receiving every event) {bench_cpu:.1f} s; the machine {machine:.2f} of "
+        f"{sched:.1f} s; workers {workers_cpu:.1f} s; this bench (receiving every event) {bench_cpu:.1f} s; "
+        f"the machine {machine:.2f} of "
         f"{os.cpu_count()} cores busy; last gather {_fmt(c['gathered_after'], 1)} s after the first command"
     )
     say(
         f"  ceiling, bare Dask client.map again (after the CSC's burst): {again['ok']}/{again['jobs']} in "
         f"{again['seconds']:.2f} s = {again['rate']:.0f} jobs/s; no-op tasks {again['noop_rate']:.0f}/s"
+    )
+    return out
+
+
+async def quiet_remote(domain: sal.Domain, ra: sal.Remote, watcher: Watcher) -> sal.Remote:
+    """Replace ``ra`` by a Remote of the CSC that reads no jobResult (its 1 Hz poolStatus counts jobs)."""
+    await ra.close()
+    quiet = sal.Remote(
+        domain, "RapidAnalysis", SAL_INDEX, include=["summaryState", "errorCode", "poolStatus", "sfmVisitMetrics"]
+    )
+    await quiet.start_task
+    quiet.tel_poolStatus.callback = watcher.on_pool_status
+    quiet.tel_sfmVisitMetrics.callback = watcher.on_visit_metrics
+    await asyncio.sleep(2.0)
+    return quiet
+
+
+async def quiet_ceiling(
+    args: argparse.Namespace,
+    watcher: Watcher,
+    ra: sal.Remote,
+    process: asyncio.subprocess.Process,
+    cluster: Cluster,
+    writer: StreamWriter,
+    day_obs: str,
+) -> dict[str, Any]:
+    """The CSC's burst with no jobResult listener here: ended jobs counted from poolStatus (1 Hz).
+
+    Rate = (detector jobs + gathers) / (first send → the first poolStatus that counts them all
+    ended): the 1 s sampling makes it a lower bound.
+    """
+    first = BURST_SEQ + args.burst_visits + 10
+    obsids = [make_obsid(INSTRUMENT, day_obs, first + i, controller=CONTROLLER) for i in range(args.burst_visits)]
+    for obsid in obsids:
+        await asyncio.to_thread(writer.write_exposure, obsid, exp_time=EXP_TIME)
+    n_jobs = len(obsids) * (N_DETECTORS + 1)
+    samples: list[tuple[float, int]] = []
+    previous = watcher.on_pool_status
+
+    def on_pool_status(data: Any) -> None:
+        previous(data)
+        samples.append((data.private_sndStamp, data.jobsSucceeded + data.jobsFailed))
+        watcher.changed.set()
+
+    ra.tel_poolStatus.callback = on_pool_status
+    await _wait_for(watcher, lambda: bool(samples), 10, lambda: None)
+    base = samples[-1][1] if samples else 0
+    me = psutil.Process()
+    psutil.cpu_percent()
+    me0, cpu0, sched0 = _cpu(me, children=False), _cpu(watcher.csc), _cpu(cluster.scheduler_ps)
+    workers0 = cluster.workers_cpu()
+    t0_tai = sal.current_tai()
+    await asyncio.gather(*(_process_data(ra, obsid, {"median": 0.0}) for obsid in obsids))
+    finished = await _wait_for(
+        watcher, lambda: bool(samples) and samples[-1][1] >= base + n_jobs, 600, lambda: _check_alive(ra, process)
+    )
+    end_tai = next((t for t, n in samples if n >= base + n_jobs), sal.current_tai())
+    seconds = end_tai - t0_tai
+    out = {
+        "jobs": n_jobs,
+        "finished": finished,
+        "seconds": seconds,
+        "rate": n_jobs / seconds if seconds > 0 else None,
+        "csc_cpu": _cpu(watcher.csc) - cpu0,
+        "sched_cpu": _cpu(cluster.scheduler_ps) - sched0,
+        "bench_cpu": _cpu(me, children=False) - me0,
+        "workers_cpu": cluster.workers_cpu() - workers0,
+        "machine_cores_busy": psutil.cpu_percent() / 100 * (os.cpu_count() or 1),
+    }
+    out["csc_cpu_fraction"] = out["csc_cpu"] / seconds if seconds > 0 else None
+    out["csc_cpu_per_job_ms"] = 1e3 * out["csc_cpu"] / n_jobs
+    ra.tel_poolStatus.callback = previous
+    say(
+        f"  ceiling, through the CSC with no jobResult listener here ({len(obsids)} processData x 189, + gathers): "
+        f"{n_jobs} jobs ended in <= {seconds:.2f} s = >= {_fmt(out['rate'], 0)} jobs/s (poolStatus, 1 Hz); CSC CPU "
+        f"{out['csc_cpu']:.1f} s ({_fmt(out['csc_cpu_fraction'], 2)} of a core, {out['csc_cpu_per_job_ms']:.1f} "
+        f"ms/job); scheduler {out['sched_cpu']:.1f} s; workers {out['workers_cpu']:.1f} s; this bench "
+        f"{out['bench_cpu']:.1f} s; the machine "
+        f"{out['machine_cores_busy']:.2f} of {os.cpu_count()} cores busy"
     )
     return out
 
@@ -792,6 +882,7 @@ def summarize(r: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     ceiling = r.get("ceiling") or {}
     csc_c, bare = ceiling.get("csc") or {}, ceiling.get("bare") or {}
     bare_after = ceiling.get("bare_after") or {}
+    quiet = ceiling.get("quiet") or {}
     jobs_per_visit = N_DETECTORS + 1  # the detectors and the gather
     s = {
         "slots": slots,
@@ -820,6 +911,10 @@ def summarize(r: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         "ceiling_csc": csc_c.get("rate"),
         "ceiling_bare": bare.get("rate"),
         "ceiling_bare_after": bare_after.get("rate"),
+        "ceiling_quiet": quiet.get("rate"),
+        "ceiling_quiet_cpu_fraction": quiet.get("csc_cpu_fraction"),
+        "ceiling_quiet_cpu_per_job_ms": quiet.get("csc_cpu_per_job_ms"),
+        "ceiling_quiet_machine_cores_busy": quiet.get("machine_cores_busy"),
         "ceiling_noop": bare.get("noop_rate"),
         "ceiling_jobs": ceiling.get("jobs"),
         "ceiling_csc_ok": csc_c.get("ok"),
@@ -871,6 +966,11 @@ def summarize(r: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         f"({_fmt(s['ceiling_csc_cpu_per_job_ms'], 1)} ms CPU per job); the machine "
         f"{_fmt(s['ceiling_machine_cores_busy'], 2)} of {os.cpu_count()} cores busy"
     )
+    say(
+        f"  with no jobResult listener in this bench: >= {_fmt(s['ceiling_quiet'], 0)} jobs/s through the CSC, at "
+        f"{_fmt(s['ceiling_quiet_cpu_fraction'], 2)} of a core ({_fmt(s['ceiling_quiet_cpu_per_job_ms'], 1)} ms "
+        f"CPU per job); the machine {_fmt(s['ceiling_quiet_machine_cores_busy'], 2)} of {os.cpu_count()} cores busy"
+    )
     if s["failures"]:
         for key, count in sorted(s["failures"].items(), key=lambda kv: -kv[1])[:6]:
             say(f"    {count:5d} x failed {key}")
@@ -916,7 +1016,7 @@ def targets(all_s: list[dict[str, Any]], args: argparse.Namespace) -> list[tuple
                 f"jobs/s",
                 None if rate is None else rate >= CEILING_FACTOR * NEED_RATE,
                 f"{_fmt(rate, 0)} jobs/s ({_fmt(None if rate is None else rate / NEED_RATE, 1)} x need; bare Dask "
-                f"{_fmt(s['ceiling_bare'], 0)})",
+                f"{_fmt(s['ceiling_bare'], 0)}; with no jobResult listener here >= {_fmt(s['ceiling_quiet'], 0)})",
             )
         )
     return out
