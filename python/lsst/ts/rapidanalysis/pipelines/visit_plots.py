@@ -16,6 +16,7 @@ from typing import Any, TypeGuard
 import matplotlib
 import numpy as np
 from matplotlib.cm import ScalarMappable
+from matplotlib.collections import LineCollection, PatchCollection
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -63,7 +64,14 @@ def plot_focal_plane(
     fig = Figure(figsize=(8, 7), dpi=100)
     ax = fig.add_axes((0.09, 0.08, 0.72, 0.86))
     colorbar_axes = fig.add_axes((0.84, 0.08, 0.03, 0.86))
+    # One collection for the detectors and one per whisker layer, not an artist each: with 189
+    # detectors, 570 artists took most of a gather's time (0.8 s of it) to add and draw.
     centres = []
+    squares: list[Rectangle] = []
+    faces: list[tuple[float, float, float, float]] = []
+    edges: list[str] = []
+    styles: list[str] = []
+    whiskers: list[list[tuple[float, float]]] = []
     for detector_id in sorted(set(expected) | set(by_id)):
         detector = instrument.by_id.get(detector_id)
         if detector is None:
@@ -72,26 +80,22 @@ def plot_focal_plane(
         centres.append((x, y))
         row = by_id.get(detector_id)
         value = row.get("psfFwhm") if row else None
-        face = cmap((value - vmin) / (vmax - vmin)) if _finite(value) else (0.85, 0.85, 0.85, 1.0)
-        ax.add_patch(
-            Rectangle(
-                (x - _HALF_SIDE_MM, y - _HALF_SIDE_MM),
-                2 * _HALF_SIDE_MM,
-                2 * _HALF_SIDE_MM,
-                facecolor=face,
-                edgecolor="k" if row else "0.6",
-                linewidth=0.5,
-                linestyle="-" if row else ":",
-            )
-        )
+        faces.append(cmap((value - vmin) / (vmax - vmin)) if _finite(value) else (0.85, 0.85, 0.85, 1.0))
+        edges.append("k" if row else "0.6")
+        styles.append("-" if row else ":")
+        squares.append(Rectangle((x - _HALF_SIDE_MM, y - _HALF_SIDE_MM), 2 * _HALF_SIDE_MM, 2 * _HALF_SIDE_MM))
         if row and _finite(row.get("e1")) and _finite(row.get("e2")):
             e = math.hypot(row["e1"], row["e2"])
             # Position angle of the major axis in the detector's pixel frame, turned by its yaw.
             angle = 0.5 * math.atan2(row["e2"], row["e1"]) + math.radians(yaw)
             half = 0.5 * e * _WHISKER_MM_PER_E
             dx, dy = half * math.cos(angle), half * math.sin(angle)
-            ax.plot([x - dx, x + dx], [y - dy, y + dy], color="w", linewidth=2.5, solid_capstyle="round")
-            ax.plot([x - dx, x + dx], [y - dy, y + dy], color="k", linewidth=1.2, solid_capstyle="round")
+            whiskers.append([(x - dx, y - dy), (x + dx, y + dy)])
+    ax.add_collection(
+        PatchCollection(squares, facecolors=faces, edgecolors=edges, linewidths=0.5, linestyles=styles, zorder=1)
+    )
+    for color, width in (("w", 2.5), ("k", 1.2)):
+        ax.add_collection(LineCollection(whiskers, colors=color, linewidths=width, capstyle="round", zorder=2))
     if centres:
         xs, ys = zip(*centres, strict=True)
         pad = 2 * _HALF_SIDE_MM
