@@ -1,5 +1,6 @@
 """``focus_sweep``: the simulator's focus offsets, the fit against truth, each flag, the multi-visit
-inputs of ``dispatch/inputs.py``, the request rule and the command line. Small images, no DDS, no Dask."""
+inputs of ``dispatch/inputs.py``, the request rule and the command line (small images, no DDS, no
+Dask); and once through a CSC (DDS, a LocalCluster, the results database)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import json
 import math
 import pathlib
+import unittest
 
 import numpy as np
 import pytest
@@ -27,10 +29,13 @@ from lsst.ts.rapidanalysis.pipelines.focus_sweep import (
     fit_focus_curve,
 )
 from lsst.ts.rapidanalysis.pipelines.registry import PipelineRegistry
+from lsst.ts.rapidanalysis.results.database import open_results
+from lsst.ts.rapidanalysis.sal.testutils import BaseCscTestCase
 from lsst.ts.rapidanalysis.sal.xml_interface import load_component_info
 from lsst.ts.rapidanalysis.sim.focus import FocusSweep, simulate_focus_sweep, sweep_offsets
 from lsst.ts.rapidanalysis.sim.scene import SceneConfig
 from lsst.ts.rapidanalysis.sim.truth import read_truth
+from test_csc import STD_TIMEOUT, RapidAnalysisTestMixin
 
 CAMERA = "LSSTCam"
 SCALE = 0.25  # 1024 x 1001 pixels a detector
@@ -304,3 +309,30 @@ def test_one_outlier_is_left_out() -> None:
     assert kept.rejected == [] and abs(kept.best_focus - 0.02) > 0.005  # what the outlier does when kept
     five = fit_focus_curve(z[:5], fwhm[:5], 0.005 * fwhm[:5])
     assert five.rejected == []  # too few visits to tell an outlier from the curve
+
+
+class FocusSweepCscTestCase(RapidAnalysisTestMixin, BaseCscTestCase, unittest.IsolatedAsyncioTestCase):
+    csc_index = 3  # LSSTCam
+
+    async def test_process_data_runs_a_sweep(self) -> None:
+        """processData as OCPS:101 sends it: the last visit as dataId, every visit in config."""
+        sweep = await asyncio.to_thread(
+            _sweep, self.root / "raw", 500, offsets=sweep_offsets(5, STEP), detectors=(94,), seed=4
+        )
+        async with self.enabled_csc(warm=True):
+            job_id = await self.process(
+                "focus_sweep", sweep.data_id, {"visits": sweep.visits, "detectors": [94]}, timeout=STD_TIMEOUT
+            )
+            (result,) = await self.job_results([job_id], timeout=120)
+            assert result.success and result.pipeline == "focus_sweep", result.errorReport
+            assert result.imageName == sweep.obsids[-1]
+            details = json.loads(result.result)
+            assert not details.get("publication"), details["publication"]
+            sample = await self.remote.tel_focusSweepResult.next(flush=False, timeout=STD_TIMEOUT)
+            assert sample.fitOk and sample.nVisits == 5 and sample.imageName == sweep.obsids[-1]
+            assert abs(sample.bestFocus - sweep.truth["best_focus_z_mm"]) < 0.05 * STEP
+            assert sample.visits == ",".join(map(str, sweep.visits))
+            with open_results(self.database_path) as db:
+                metrics = db.metrics(job_id=job_id, per_detector=False)
+                assert metrics["bestFocus"][0] == pytest.approx(sample.bestFocus)
+                assert metrics["fitOk"][0] == 1
