@@ -42,10 +42,18 @@ def main() -> None:
     parser.add_argument("--detectors", default="94,90,98")
     parser.add_argument("--scale", type=float, default=0.25, help="fraction of a full-size detector")
     parser.add_argument("--stars", type=int, default=150, help="stars per detector")
-    parser.add_argument("--workdir", type=pathlib.Path, default=None)
+    parser.add_argument("--workdir", type=pathlib.Path, default=None, help="keep the raws there (default: deleted)")
     args = parser.parse_args()
+    if args.workdir is None:
+        with tempfile.TemporaryDirectory(prefix="focus_bench_") as workdir:
+            run(args, pathlib.Path(workdir))
+    else:
+        run(args, args.workdir)
+
+
+def run(args: argparse.Namespace, workdir: pathlib.Path) -> None:
+    """Simulate and measure the sweeps in ``workdir``; print the table and the summary."""
     detectors = [int(d) for d in args.detectors.split(",")]
-    workdir = args.workdir or pathlib.Path(tempfile.mkdtemp(prefix="focus_bench_"))
     offsets = sweep_offsets(args.visits, args.step)
     scene = SceneConfig(n_stars=args.stars, mag_bright=16.0, mag_faint=22.0, seeing_fwhm=args.seeing)
     rng = np.random.default_rng(2026)
@@ -103,7 +111,8 @@ def main() -> None:
     if pulls:
         print(f"median |pull| {float(np.median(np.abs(pulls))):.2f} (0.67 if the uncertainties were exact)")
     print(f"pipeline time per visit ({len(detectors)} detectors): median {float(np.median(seconds)):.2f} s")
-    print(f"raws in {workdir}")
+    if args.workdir is not None:
+        print(f"raws in {workdir}")
 
 
 if __name__ == "__main__":
