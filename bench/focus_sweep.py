@@ -11,6 +11,13 @@ RMS error in units of the step against the target (5 % of the step), the median 
 time the pipeline took per visit.
 
     python bench/focus_sweep.py [--seeds 8] [--visits 7] [--step 0.1] [--seeing-jitter 0.03] [--scale 0.25]
+
+Measured 2026-12-02 on the shared 2-core machine (7 visits, 3 detectors, scale 0.25, 150 stars):
+fixed seeing, 6 seeds: worst error 0.0018 step, RMS 0.0012 step (uncertainties conservative,
+median |pull| 0.14: the 0.5 % FWHM floor dominates); 3 % visit-to-visit seeing, 8 seeds: worst
+0.029 step, RMS 0.016 step, median |pull| 0.45; target < 0.05 step met in both, no flags.
+Full-size detectors (``--scale 1 --stars 1000 --visits 5``, one seed): error 0.0001 step,
+1.6 s of pipeline per visit of 3 detectors (0.4 s at scale 0.25).
 """
 
 from __future__ import annotations
