@@ -235,7 +235,7 @@ class OcpsRapidAnalysisCsc(ConfigurableCsc):
         self.jobs: dict[str, OcpsJob] = {}  # not ended
         self.ended: collections.OrderedDict[str, int] = collections.OrderedDict()  # job id → exit code
         self._by_ra_id: dict[str, OcpsJob] = {}
-        self._recent_results: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
+        self._recent_results: collections.OrderedDict[str, Any] = collections.OrderedDict()
         self._tasks: set[asyncio.Task] = set()
         super().__init__(
             "OCPS",
@@ -444,7 +444,7 @@ class OcpsRapidAnalysisCsc(ConfigurableCsc):
             self._by_ra_id[ra_id] = job
             recent = self._recent_results.pop(ra_id, None)
             if recent is not None:
-                job.ra_results[ra_id] = recent
+                job.ra_results[ra_id] = _job_result_summary(recent)
         self.log.info("Job %s: %s %s on %s", job.job_id, link.name, fields["pipeline"], ", ".join(ra_ids))
         if job.complete:
             self._end_routed(job)
@@ -493,15 +493,15 @@ class OcpsRapidAnalysisCsc(ConfigurableCsc):
 
     def _on_ra_job_result(self, data: Any) -> None:
         """A RapidAnalysis jobResult: record it; end the OCPS job whose last RapidAnalysis job it was."""
-        summary = _job_result_summary(data)
         job = self._by_ra_id.get(data.jobId)
         if job is None:
-            # Not ours, or ours before processData's ack reached us: kept for a while.
-            self._recent_results[data.jobId] = summary
+            # Not ours (autonomous jobs, other clients), or ours before processData's ack reached
+            # us: the sample is kept for a while, read only if it turns out to be ours.
+            self._recent_results[data.jobId] = data
             while len(self._recent_results) > RECENT_RESULTS:
                 self._recent_results.popitem(last=False)
             return
-        job.ra_results[data.jobId] = summary
+        job.ra_results[data.jobId] = _job_result_summary(data)
         if job.complete and job.state == JobState.ROUTED:
             self._end_routed(job)
 
