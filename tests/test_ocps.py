@@ -6,7 +6,8 @@ configuration of test_csc.py) on real DDS, with a script-like Remote of its own 
 ``execute`` as ts_standardscripts does. Routing, aborts and ordering are tested with FOCUSSWEEP
 pointed at ``test.succeed`` / ``test.sleep`` (``requests.ROUTES`` is a module-level table), so
 that they do not depend on the ``focus_sweep`` pipeline; one test runs the shipped route on a
-simulated sweep end to end.
+simulated sweep end to end. The last part puts a stand-in RapidAnalysis Controller behind it, for
+what a real one seldom does (jobResults before the ack, a CSC that dies with a job queued).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from lsst.ts.rapidanalysis.ocps.requests import (
     parse_visit_id,
     processdata_fields,
 )
-from lsst.ts.rapidanalysis.sal import Domain, Remote, SalRetCode, State
+from lsst.ts.rapidanalysis.sal import Controller, Domain, Remote, SalRetCode, State
 from lsst.ts.rapidanalysis.sal.testutils import BaseCscTestCase, assert_raises_ack_error
 from lsst.ts.rapidanalysis.sim.focus import simulate_focus_sweep, sweep_offsets
 from lsst.ts.rapidanalysis.sim.scene import SceneConfig
@@ -489,3 +490,113 @@ class OcpsRoutingTestCase(RapidAnalysisTestMixin, BaseCscTestCase, unittest.Isol
             ended = [await next_job_result(script, timeout=STD_TIMEOUT) for _ in job_ids]
             assert [d.exit_code for d in ended] == [0, 0, 0], ended
             assert [d.job_id for d in ended] == [job_ids[0], job_ids[2], job_ids[1]]
+
+
+class FakeRapidAnalysis:
+    """A stand-in RapidAnalysis CSC (a bare Controller): heartbeats while ``beating``, and answers
+    processData as ``mode`` says, to reach what a real one rarely does.
+
+    Modes: ``"early"`` (two job ids; both jobResults written before the ack), ``"fail"`` (one job
+    ending with exit code 2), ``"silent"`` (one job id, never a jobResult: a CSC that died).
+    """
+
+    def __init__(self, index: int = 3) -> None:
+        self.controller = Controller("RapidAnalysis", index)
+        self.controller.cmd_processData.callback = self.do_processData
+        self.mode = "early"
+        self.beating = True
+        self.requests: list[Any] = []
+        self._heartbeat = asyncio.create_task(self._beat())
+
+    async def _beat(self) -> None:
+        await self.controller.start_task
+        while True:
+            if self.beating:
+                self.controller.evt_heartbeat.write()
+            await asyncio.sleep(0.2)
+
+    def job_result(self, job_id: str, exit_code: int = 0, error: str = "") -> None:
+        self.controller.evt_jobResult.set_write(
+            jobId=job_id,
+            pipeline="focus_sweep",
+            success=exit_code == 0,
+            exitCode=exit_code,
+            errorReport=error,
+            duration=0.5,
+            result=json.dumps({"metrics": {"bestFocus": 0.04}}),
+            force_output=True,
+        )
+
+    async def do_processData(self, data: Any) -> Any:  # noqa: N802
+        self.requests.append(data)
+        n = len(self.requests)
+        ids = {"jobId": f"ra-{self.mode}-{n}"}
+        if self.mode == "early":
+            ids = {"jobIds": [f"ra-early-{n}a", f"ra-early-{n}b"], "imageName": "MC_O_20251115_000046"}
+            for job_id in ids["jobIds"]:
+                self.job_result(job_id)
+        elif self.mode == "fail":
+            asyncio.get_running_loop().call_later(0.05, self.job_result, ids["jobId"], 2, "no star found")
+        return self.controller.salinfo.make_ackcmd(
+            private_seqNum=data.private_seqNum, ack=SalRetCode.CMD_COMPLETE, result=json.dumps(ids)
+        )
+
+    async def close(self) -> None:
+        self._heartbeat.cancel()
+        await self.controller.close()
+
+
+class OcpsFakeRapidAnalysisTestCase(unittest.IsolatedAsyncioTestCase):
+    """What a real RapidAnalysis CSC seldom does: jobResults before the ack, several job ids, a
+    failing job, a CSC that stops answering or dies. (conftest.py gives each test its own DDS
+    partition and LSST_SITE=test.)"""
+
+    @pytest.fixture(autouse=True)
+    def _tmp(self, tmp_path: pathlib.Path) -> None:
+        self.tmp = tmp_path
+
+    async def test_corner_cases(self) -> None:
+        fake = FakeRapidAnalysis(index=3)
+        try:
+            await asyncio.wait_for(fake.controller.start_task, STD_TIMEOUT)
+            config_dir = write_ocps_config(
+                pathlib.Path(self.tmp) / "ocps", job_result_timeout=1.0, heartbeat_timeout=1.0, discovery_timeout=5.0
+            )
+            async with ocps_and_script(config_dir) as (csc, script):
+                # jobResults before the ack, two job ids: the job ends when both are in, once.
+                ackcmd, _ = await execute(script, LSSTCAM_SWEEP)
+                data = await next_job_result(script, json.loads(ackcmd.result)["job_id"])
+                assert data.exit_code == 0 and data.parsed["jobIds"] == ["ra-early-1a", "ra-early-1b"], data
+                assert [j["result"]["metrics"]["bestFocus"] for j in data.parsed["jobs"]] == [0.04, 0.04]
+                request = fake.requests[0]
+                assert (request.pipeline, json.loads(request.dataId)) == (
+                    "focus_sweep",
+                    {"dayObs": 20251115, "seqNum": 46},
+                )
+                assert json.loads(request.config) == {"visits": SWEEP}
+
+                # A failing job: its exit code and errorReport.
+                fake.mode = "fail"
+                ackcmd, _ = await execute(script, LSSTCAM_SWEEP)
+                data = await next_job_result(script, json.loads(ackcmd.result)["job_id"])
+                assert data.exit_code == 2 and data.parsed["outcome"] == "failed", data
+                assert data.parsed["reason"] == "RapidAnalysis job ra-fail-2: no star found"
+
+                # No jobResult ever (a CSC that died after queuing the job): job_result_timeout.
+                fake.mode = "silent"
+                ackcmd, _ = await execute(script, LSSTCAM_SWEEP)
+                data = await next_job_result(script, json.loads(ackcmd.result)["job_id"])
+                assert data.exit_code == OcpsExitCode.NO_JOB_RESULT and data.parsed["outcome"] == "lost", data
+                assert data.parsed["reason"].startswith("no jobResult for ra-silent-3 within job_result_timeout")
+
+                # Heartbeats stop: the CSC is taken as not running.
+                fake.beating = False
+                await asyncio.sleep(1.5)
+                ackcmd, _ = await execute(script, LSSTCAM_SWEEP)
+                data = await next_job_result(script, json.loads(ackcmd.result)["job_id"])
+                assert data.exit_code == OcpsExitCode.RA_ABSENT, data
+                assert "its last heartbeat was" in data.parsed["reason"], data.parsed
+                assert len(fake.requests) == 3
+                assert not csc.jobs and not csc._by_ra_id
+        finally:
+            await fake.close()
