@@ -5,8 +5,11 @@ mount telemetry simulator, and the Rapid Analysis CSC in its own process with it
 pool, in autonomous mode; then it observes as a ScriptQueue script would — a bias and science
 images — while Rapid Analysis processes each image by itself as the camera reads it out
 (``image_stats`` on the bias; ``sfm`` on every detector, gathered into visit metrics, and
-``mount_torque`` on the science images). It prints what came back per image and where the
-products and the results database are.
+``mount_torque`` on the science images). Then it asks for a focus sweep as ``OCPS:101`` would:
+``--focus-sweep`` visits at 0.1 mm steps of ``FOCUSZ`` around a true best focus, written straight
+into the raw store (`lsst.ts.rapidanalysis.sim.focus`: the camera simulator does not move focus),
+and one ``processData(pipeline="focus_sweep")`` on them. It prints what came back per image, the
+best focus against the truth, and where the products and the results database are.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import json
 import os
 import pathlib
 import time
+from typing import Any
 
 from ..data.camera import get_instrument
 from ..sal import Domain, Remote, State, set_summary_state
@@ -132,6 +136,9 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         help="wall seconds per simulated second (0.1: a 15 s exposure takes 1.5 s)",
     )
     parser.add_argument("--workers", type=int, default=2, help="Dask worker processes of the CSC's pool")
+    parser.add_argument(
+        "--focus-sweep", type=int, default=5, metavar="N", help="visits of the focus sweep at the end (0: none)"
+    )
 
 
 def _say(message: str) -> None:
@@ -224,6 +231,11 @@ async def run_demo(args: argparse.Namespace) -> int:
                     f"({observation.latency:.1f} s from endReadout to the last jobResult)"
                 )
 
+            if args.focus_sweep > 0 and observations:
+                sweep_ok = await _focus_sweep(ra, instrument, raw_root, observations[-1].obsid, args.focus_sweep)
+            else:
+                sweep_ok = True
+
             _say("4. Shutting the Rapid Analysis CSC down (standby → offline)")
             await set_summary_state(ra, State.OFFLINE, timeout=120)
             await ra.close()
@@ -236,7 +248,65 @@ async def run_demo(args: argparse.Namespace) -> int:
             await ra_process.wait()
 
     _print_summary(observations, products)
-    return 0 if observations and all(o.success for o in observations) and code == 0 else 1
+    return 0 if observations and all(o.success for o in observations) and sweep_ok and code == 0 else 1
+
+
+async def _focus_sweep(ra: Remote, instrument: Any, raw_root: pathlib.Path, last_obsid: str, n_visits: int) -> bool:
+    """Write a focus sweep into the raw store, ask for ``focus_sweep`` on it, print its result against the truth."""
+    from .focus import simulate_focus_sweep, sweep_offsets
+    from .scene import SceneConfig
+
+    day_obs = int(last_obsid.split("_")[2])
+    t0 = time.monotonic()
+    sweep = await asyncio.to_thread(
+        simulate_focus_sweep,
+        raw_root,
+        instrument,
+        offsets=sweep_offsets(n_visits, 0.1),
+        best_focus=0.037,
+        scene=SceneConfig(n_stars=150, mag_bright=14.0, mag_faint=20.0, seeing_fwhm=0.8),
+        day_obs=day_obs,
+        first_seq=90001,
+        scale=0.25,
+    )
+    _say(
+        f"   Focus sweep: {n_visits} visits {sweep.obsids[0]}..{sweep.obsids[-1]} at FOCUSZ "
+        f"{sweep.offsets[0]:+.2f}..{sweep.offsets[-1]:+.2f} mm, "
+        f"true best focus {sweep.truth['best_focus_z_mm']:+.4f} mm "
+        f"(written in {time.monotonic() - t0:.1f} s, straight into the raw store)"
+    )
+    t0 = time.monotonic()
+    ack = await ra.cmd_processData.set_start(
+        dataId=json.dumps(sweep.data_id),
+        pipeline="focus_sweep",
+        config=json.dumps({"visits": sweep.visits}),
+        timeout=30,
+    )
+    job_id = json.loads(ack.result)["jobId"]
+    deadline = time.monotonic() + 300
+    while True:
+        result = await ra.evt_jobResult.next(flush=False, timeout=max(1.0, deadline - time.monotonic()))
+        if result.jobId == job_id:
+            break
+    if not result.success:
+        _say(f"   focus_sweep FAILED: {result.errorReport}")
+        return False
+    details = json.loads(result.result)
+    metrics = details.get("metrics", {})
+    best, err = metrics.get("bestFocus"), metrics.get("bestFocusErr")
+    flags = "; ".join(details.get("summary", {}).get("flags", [])) or "none"
+    if isinstance(best, int | float) and isinstance(err, int | float):
+        truth = sweep.truth["best_focus_z_mm"]
+        _say(
+            f"   focus_sweep → best focus {best:+.4f} ± {err:.4f} mm (truth {truth:+.4f}: off by "
+            f'{abs(best - truth) / 0.1:.1%} of the step), FWHM there {metrics.get("fwhmAtBestFocus", 0):.2f}", '
+            f"flags: {flags} ({time.monotonic() - t0:.1f} s from processData to its jobResult)"
+        )
+        for path in details.get("products", []):
+            _say(f"     focus curve: {path}")
+        return True
+    _say(f"   focus_sweep → no best focus; flags: {flags}")
+    return False
 
 
 def _print_summary(observations: list[DemoObservation], products: pathlib.Path) -> None:
