@@ -22,7 +22,6 @@ import json
 import logging
 import pathlib
 from collections.abc import Callable
-from typing import Any
 
 from ..data.camera import Instrument
 from ..data.data_id import parse_data_id
@@ -30,7 +29,7 @@ from ..data.image_listener import ImageArrival
 from ..data.mount_listener import MountListener
 from ..data.mount_telemetry import MountTelemetryBuffer, write_telemetry_file
 from ..data.raw_store import MissingRawError, RawStore
-from ..pipelines.base import PipelineError
+from ..pipelines.base import Pipeline, PipelineError
 from ..pipelines.fits_input import read_primary_header
 from ..pipelines.registry import PipelineRegistry
 from .autonomous import CALIBRATION_TYPES, image_kind_of
@@ -96,7 +95,7 @@ class InputResolver:
             return []
         if pipeline.needs_mount_telemetry:
             return await self.mount_inputs(job)
-        if getattr(pipeline, "multi_visit", False):
+        if pipeline.multi_visit:
             return await self.visit_inputs(job, pipeline)
         # No detectors named: the science detectors (guiders and wavefront sensors are not raws
         # for these pipelines, and waiting for them would always run into the timeout).
@@ -147,7 +146,7 @@ class InputResolver:
         await loop.run_in_executor(None, write)
         return [str(raw), str(path)]
 
-    async def visit_inputs(self, job: Job, pipeline: Any) -> list[str]:
+    async def visit_inputs(self, job: Job, pipeline: type[Pipeline]) -> list[str]:
         """The raws of every visit of a multi-visit pipeline's job, visit by visit.
 
         The visits are ``pipeline.input_visits(job.config, day_obs, seq_num)`` (visit ids

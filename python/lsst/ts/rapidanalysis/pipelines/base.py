@@ -13,10 +13,13 @@ import enum
 import logging
 import pathlib
 import re
-from collections.abc import Callable
-from typing import Any, ClassVar, Generic, TypeVar
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import pydantic
+
+if TYPE_CHECKING:
+    from ..data.camera import Instrument
 
 __all__ = [
     "Pipeline",
@@ -194,6 +197,9 @@ class Pipeline(abc.ABC, Generic[ConfigT]):
     needs_mount_telemetry : `bool`
         Its inputs are one raw of the exposure and a mount-telemetry file of the exposure window,
         which the CSC writes from the telemetry it has received.
+    multi_visit : `bool`
+        Its inputs are the raws of several visits (`input_visits`), on `input_detectors` when
+        the dataId names none (``focus_sweep``).
     """
 
     name: ClassVar[str]
@@ -206,6 +212,17 @@ class Pipeline(abc.ABC, Generic[ConfigT]):
     gather_pipeline: ClassVar[str] = ""
     internal: ClassVar[bool] = False
     needs_mount_telemetry: ClassVar[bool] = False
+    multi_visit: ClassVar[bool] = False
+
+    @classmethod
+    def input_visits(cls, config: Mapping[str, Any], day_obs: int | None, seq_num: int | None) -> list[int]:
+        """A multi-visit pipeline's visits (ids dayObs*100000+seqNum) for a job's configuration and dataId."""
+        return []
+
+    @classmethod
+    def input_detectors(cls, instrument: Instrument, config: Mapping[str, Any]) -> tuple[int, ...]:
+        """The detectors of each visit a multi-visit pipeline reads, when the dataId names none."""
+        return ()
 
     @classmethod
     def make_config(cls, *layers: dict[str, Any]) -> PipelineConfig:
