@@ -39,16 +39,22 @@ def test_demo_runs_end_to_end(tmp_path: pathlib.Path) -> None:
     assert "sfm on 1 detectors + gather + mount_torque: ok" in out, out
     assert "FWHM" in out and "mount az/el RMS" in out, out
     assert "Results database:" in out, out
+    # Then a focus sweep, as OCPS:101 would ask for it: best focus against the simulator's truth.
+    assert "focus_sweep → best focus" in out and "truth" in out, out
 
     # What the summary points at exists: the raws the camera wrote, the plots, the database rows.
     raws = sorted((workdir / "raw" / "LATISS").rglob("AT_O_*_R00_S00.fits"))
-    assert len(raws) == 2, raws
+    camera = [raw for raw in raws if int(raw.name.split("_")[3]) < 90000]
+    sweep = [raw for raw in raws if int(raw.name.split("_")[3]) >= 90000]  # sim.focus numbers its visits so
+    assert len(camera) == 2 and len(sweep) == 5, raws
     with open_results(workdir / "products" / "results.sqlite3") as db:
         jobs = db.jobs()
         assert set(jobs["state"]) == {"succeeded"}, jobs
-        assert sorted(jobs["pipeline"]) == ["image_stats", "mount_torque", "sfm", "sfm_gather"], jobs
-        assert set(jobs["trigger"]) == {"autonomous"}, jobs
-        assert set(jobs["image_name"]) == {raw.name.removesuffix("_R00_S00.fits") for raw in raws}
+        autonomous = jobs[jobs["trigger"] == "autonomous"]
+        assert sorted(autonomous["pipeline"]) == ["image_stats", "mount_torque", "sfm", "sfm_gather"], jobs
+        assert set(autonomous["image_name"]) == {raw.name.removesuffix("_R00_S00.fits") for raw in camera}
+        (commanded,) = jobs[jobs["trigger"] == "command"]
+        assert commanded["pipeline"] == "focus_sweep", jobs
         products = db.products()
-        # The bias histogram, the focal-plane map, the mosaic and the mount plot.
-        assert len(products) == 4 and all(pathlib.Path(p).exists() for p in products["path"]), products
+        # The bias histogram, the focal-plane map, the mosaic, the mount plot and the focus curve.
+        assert len(products) == 5 and all(pathlib.Path(p).exists() for p in products["path"]), products
