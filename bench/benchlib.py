@@ -5,7 +5,9 @@ Imported by the scripts in this directory (``python bench/<script>.py`` puts it 
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
+import signal
 import time
 from typing import Any
 
@@ -73,3 +75,40 @@ async def wait_enabled(remote: sal.Remote, timeout: float = 120.0) -> None:
     while (await remote.evt_summaryState.next(flush=False, timeout=timeout)).summaryState != sal.State.ENABLED:
         if time.monotonic() > deadline:
             raise RuntimeError("CSC never reached ENABLED")
+
+
+def say(message: str = "") -> None:
+    """Print a line of a benchmark's report at once (it runs for minutes)."""
+    print(message, flush=True)
+
+
+class Interrupts:
+    """Ctrl-C and SIGTERM cancel a benchmark's run once; its cleanup then runs uninterrupted.
+
+    `install` must be called again after a CSC (e.g. a camera simulator) starts in the
+    benchmark's process: it installs its own SIGINT/SIGTERM handlers, which replace ours.
+
+    Parameters
+    ----------
+    stopping : `str`
+        What the report says is being shut down.
+    """
+
+    def __init__(self, stopping: str = "shutting down") -> None:
+        self.stopping = stopping
+        self.task: asyncio.Task | None = None
+        self.received: list[int] = []
+
+    def install(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+
+    def _on_signal(self, signum: int) -> None:
+        if self.received:
+            say("(still shutting down; please wait)")
+            return
+        self.received.append(signum)
+        say(f"\n{signal.Signals(signum).name}: stopping; {self.stopping}")
+        if self.task is not None:
+            self.task.cancel()

@@ -64,7 +64,6 @@ import os
 import pathlib
 import re
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -72,6 +71,7 @@ import time
 import traceback
 from typing import Any
 
+from benchlib import Interrupts, say
 from lsst.ts.rapidanalysis import sal
 from lsst.ts.rapidanalysis.data.camera import get_instrument
 from lsst.ts.rapidanalysis.sal.testutils import set_random_lsst_dds_partition_prefix
@@ -127,10 +127,6 @@ database_url: ""
 output_root: {products}
 output_url_root: ""
 """
-
-
-def say(message: str = "") -> None:
-    print(message, flush=True)
 
 
 class StopRun(Exception):
@@ -876,33 +872,7 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-class Interrupts:
-    """Ctrl-C and SIGTERM cancel the run once; the cleanup (CSC shutdown) then runs uninterrupted.
-
-    `install` must be called again after a CSC (the camera simulator) starts in this process:
-    it installs its own SIGINT/SIGTERM handlers (close itself), which would replace ours.
-    """
-
-    def __init__(self) -> None:
-        self.task: asyncio.Task | None = None
-        self.received: list[int] = []
-
-    def install(self) -> None:
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, self._on_signal, signum)
-
-    def _on_signal(self, signum: int) -> None:
-        if self.received:
-            say("(still shutting down; please wait)")
-            return
-        self.received.append(signum)
-        say(f"\n{signal.Signals(signum).name}: stopping; shutting the CSC down")
-        if self.task is not None:
-            self.task.cancel()
-
-
-INTERRUPTS = Interrupts()
+INTERRUPTS = Interrupts("shutting the CSC down")
 
 
 async def amain(args: argparse.Namespace) -> int:

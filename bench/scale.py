@@ -58,7 +58,6 @@ import operator
 import os
 import pathlib
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -69,7 +68,7 @@ from typing import Any
 import psutil
 from distributed import Client
 
-from benchlib import write_csc_config
+from benchlib import Interrupts, say, write_csc_config
 from lsst.ts.rapidanalysis import sal
 from lsst.ts.rapidanalysis.data.camera import get_instrument
 from lsst.ts.rapidanalysis.dispatch.worker_task import run_job
@@ -96,10 +95,6 @@ PIPELINE = "test.cost"
 CONTROLLER = "C"
 WARMUP_SEQ = 900
 BURST_SEQ = 901
-
-
-def say(message: str = "") -> None:
-    print(message, flush=True)
 
 
 def _median(values: list[float]) -> float | None:
@@ -1025,29 +1020,7 @@ def targets(all_s: list[dict[str, Any]], args: argparse.Namespace) -> list[tuple
 # -- main --
 
 
-class Interrupts:
-    """Ctrl-C and SIGTERM cancel the run once; the cleanup (CSC, camera, cluster) then runs."""
-
-    def __init__(self) -> None:
-        self.task: asyncio.Task | None = None
-        self.received: list[int] = []
-
-    def install(self) -> None:
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, self._on_signal, signum)
-
-    def _on_signal(self, signum: int) -> None:
-        if self.received:
-            say("(still shutting down; please wait)")
-            return
-        self.received.append(signum)
-        say(f"\n{signal.Signals(signum).name}: stopping; shutting down")
-        if self.task is not None:
-            self.task.cancel()
-
-
-INTERRUPTS = Interrupts()
+INTERRUPTS = Interrupts("shutting down")
 
 
 async def amain(args: argparse.Namespace) -> int:
