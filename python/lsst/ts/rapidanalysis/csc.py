@@ -99,6 +99,8 @@ class RapidAnalysisCsc(ConfigurableCsc):
     simulation_help = "Simulation mode: the test pipelines test.succeed, test.fail and test.sleep exist."
     version = __version__
     enable_cmdline_state = True
+    # $TS_CONFIG_OCS_DIR/<Name>/v1 if that is set, else the configuration shipped in the package.
+    shipped_config_root = CONFIG_DIR
 
     def __init__(
         self,
@@ -154,12 +156,6 @@ class RapidAnalysisCsc(ConfigurableCsc):
     def get_config_pkg() -> str:
         """The configuration package (``$TS_CONFIG_OCS_DIR/RapidAnalysis/v1``)."""
         return "ts_config_ocs"
-
-    def default_config_dir(self, name: str) -> pathlib.Path:
-        """``$TS_CONFIG_OCS_DIR/RapidAnalysis/v1`` if that is set, else the shipped directory."""
-        if os.environ.get("TS_CONFIG_OCS_DIR"):
-            return super().default_config_dir(name)
-        return CONFIG_DIR / name / self.schema_version
 
     # -- configuration --
 

@@ -17,7 +17,6 @@ import dataclasses
 import enum
 import json
 import logging
-import os
 import pathlib
 import time
 import types
@@ -220,6 +219,8 @@ class OcpsRapidAnalysisCsc(ConfigurableCsc):
     valid_simulation_modes = (0,)
     version = __version__
     enable_cmdline_state = True
+    # $TS_CONFIG_OCS_DIR/<Name>/v1 if that is set, else the configuration shipped in the package.
+    shipped_config_root = CONFIG_DIR
 
     def __init__(
         self,
@@ -253,12 +254,6 @@ class OcpsRapidAnalysisCsc(ConfigurableCsc):
     def get_config_pkg() -> str:
         """The configuration package (``$TS_CONFIG_OCS_DIR/OCPS/v1``)."""
         return "ts_config_ocs"
-
-    def default_config_dir(self, name: str) -> pathlib.Path:
-        """``$TS_CONFIG_OCS_DIR/OCPS/v1`` if that is set, else the shipped directory."""
-        if os.environ.get("TS_CONFIG_OCS_DIR"):
-            return super().default_config_dir(name)
-        return CONFIG_DIR / name / self.schema_version
 
     async def configure(self, config: types.SimpleNamespace) -> None:
         """Keep the configuration."""

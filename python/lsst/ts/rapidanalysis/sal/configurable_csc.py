@@ -11,7 +11,7 @@ import pathlib
 import re
 import subprocess
 import types
-from typing import Any
+from typing import Any, ClassVar
 
 import jsonschema
 import yaml
@@ -147,6 +147,10 @@ class ConfigurableCsc(BaseCsc, abc.ABC):
         As `BaseCsc`.
     """
 
+    #: A package that ships its own configuration: ``<root>/<Name>/<schema version>`` is the
+    #: default configuration directory when ``$<CONFIG_PKG>_DIR`` is not set (None: that is an error).
+    shipped_config_root: ClassVar[pathlib.Path | None] = None
+
     # Generic topics of a configurable CSC (made by `Controller`; declared for type checkers).
     evt_configurationApplied: ControllerEvent
     evt_configurationsAvailable: ControllerEvent
@@ -202,12 +206,14 @@ class ConfigurableCsc(BaseCsc, abc.ABC):
         raise NotImplementedError()
 
     def default_config_dir(self, name: str) -> pathlib.Path:
-        """``$<CONFIG_PKG>_DIR/<Name>/<schema version>``, as salobj."""
+        """``$<CONFIG_PKG>_DIR/<Name>/<schema version>``, as salobj; else the shipped configuration."""
         env_name = self.get_config_pkg().upper() + "_DIR"
         root = os.environ.get(env_name)
-        if not root:
-            raise RuntimeError(f"Environment variable {env_name} is not set and no config_dir was given")
-        return pathlib.Path(root) / name / self.schema_version
+        if root:
+            return pathlib.Path(root) / name / self.schema_version
+        if self.shipped_config_root is not None:
+            return self.shipped_config_root / name / self.schema_version
+        raise RuntimeError(f"Environment variable {env_name} is not set and no config_dir was given")
 
     # -- configuration events --
 
