@@ -12,12 +12,10 @@ import pytest
 
 from lsst.ts.rapidanalysis.data.camera import get_instrument
 from lsst.ts.rapidanalysis.dispatch.worker_task import run_job
-from lsst.ts.rapidanalysis.pipelines import sfm
 from lsst.ts.rapidanalysis.pipelines.base import JobAborted, PipelineContext
 from lsst.ts.rapidanalysis.pipelines.registry import PipelineRegistry
 from lsst.ts.rapidanalysis.pipelines.test_pipelines import (
     COST_MAX_RATIO,
-    SFM_TELEMETRY_KEYS,
     CostPipeline,
     detector_cost,
 )
@@ -79,7 +77,6 @@ def test_abort_is_seen_while_it_waits(sfm_raw: pathlib.Path, tmp_path: pathlib.P
 
 
 def test_result_has_sfms_shape(sfm_raw: pathlib.Path, tmp_path: pathlib.Path) -> None:
-    assert SFM_TELEMETRY_KEYS == sfm._TELEMETRY_FIELDS
     real = run_job("job-sfm", "sfm", [str(sfm_raw)], {}, str(tmp_path / "sfm"), simulation_mode=True, in_dask=False)
     cost = run_job("job-cost", "test.cost", [str(sfm_raw)], {"median": 0}, str(tmp_path / "cost"), True, in_dask=False)
     assert real.status == cost.status == "succeeded", (real.message, cost.message)

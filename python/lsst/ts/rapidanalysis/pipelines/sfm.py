@@ -50,6 +50,7 @@ from .isr import IsrImage, IsrSettings, load_image
 from .photocal import PhotoCalResult, calibrate, read_reference_catalog
 from .psf import PsfModel, PsfSelection, fit_psf_model, measure_psf_areas, select_psf_stars
 from .raw_wcs import checked_wcs
+from .sfm_fields import TELEMETRY_FIELDS
 from .sources import SourceCatalog, bin2x2, detect_sources, measure_sources
 from .summary_stats import band_of, eff_time, mag_lim
 
@@ -438,34 +439,6 @@ def _metrics(
     }
 
 
-#: sfmDetectorMetrics fields taken from the metrics dict as they are.
-_TELEMETRY_FIELDS = (
-    "detector",
-    "detectorName",
-    "psfSigma",
-    "psfFwhm",
-    "psfArea",
-    "psfIxx",
-    "psfIyy",
-    "psfIxy",
-    "e1",
-    "e2",
-    "nPsfStar",
-    "nSource",
-    "skyBg",
-    "skyNoise",
-    "meanVar",
-    "zeroPoint",
-    "magLim",
-    "effTime",
-    "effTimePsfSigmaScale",
-    "effTimeSkyBgScale",
-    "effTimeZeroPointScale",
-    "postIsrPixelMedian",
-    "expTime",
-)
-
-
 def _json_value(value: Any) -> Any:
     if isinstance(value, float | np.floating):
         return float(value) if math.isfinite(value) else None
@@ -515,7 +488,7 @@ class SfmPipeline(Pipeline[SfmConfig]):
             image_names.add(image_name)
             metrics = {k: _json_value(v) for k, v in measurement.metrics.items()}
             rows.append(metrics)
-            fields = {k: metrics[k] for k in _TELEMETRY_FIELDS}
+            fields = {k: metrics[k] for k in TELEMETRY_FIELDS}
             fields.update(imageName=image_name, flags="; ".join(measurement.flags)[:1000])
             telemetry.append(TelemetrySample(topic="sfmDetectorMetrics", fields=fields))
             summaries.append(

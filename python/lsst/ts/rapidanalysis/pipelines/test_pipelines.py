@@ -21,6 +21,7 @@ from .base import (
     Product,
     TelemetrySample,
 )
+from .sfm_fields import TELEMETRY_FIELDS
 
 __all__ = ["SucceedPipeline", "FailPipeline", "SleepPipeline", "CostPipeline", "CostConfig", "detector_cost"]
 
@@ -166,32 +167,6 @@ SFM_METRIC_KEYS = (
     "gain",
     "gainSource",
 )
-#: sfmDetectorMetrics fields sfm takes from its metrics (``sfm._TELEMETRY_FIELDS``), besides imageName and flags.
-SFM_TELEMETRY_KEYS = (
-    "detector",
-    "detectorName",
-    "psfSigma",
-    "psfFwhm",
-    "psfArea",
-    "psfIxx",
-    "psfIyy",
-    "psfIxy",
-    "e1",
-    "e2",
-    "nPsfStar",
-    "nSource",
-    "skyBg",
-    "skyNoise",
-    "meanVar",
-    "zeroPoint",
-    "magLim",
-    "effTime",
-    "effTimePsfSigmaScale",
-    "effTimeSkyBgScale",
-    "effTimeZeroPointScale",
-    "postIsrPixelMedian",
-    "expTime",
-)
 #: sfm's stages (its summary's ``timings``) and an illustrative share of the time each: ISR with
 #: the read about half (0.27-0.32 s of 0.6 s in doc/performance.rst), measurement the next.
 _SFM_STAGES = {
@@ -289,7 +264,7 @@ class CostPipeline(Pipeline[CostConfig]):
             exp_time = header.get("EXPTIME")
             metrics = _made_up_metrics(image_name, detector, detector_name, exp_time, config.seed)
             rows.append(metrics)
-            fields: dict[str, Any] = {k: metrics[k] for k in SFM_TELEMETRY_KEYS}
+            fields: dict[str, Any] = {k: metrics[k] for k in TELEMETRY_FIELDS}
             fields.update(imageName=image_name, flags="; ".join(flags)[:1000])
             telemetry.append(TelemetrySample(topic="sfmDetectorMetrics", fields=fields))
             elapsed = time.monotonic() - t0
