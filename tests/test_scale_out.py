@@ -236,9 +236,9 @@ class ScaleOutTestCase(RapidAnalysisTestMixin, BaseCscTestCase, unittest.Isolate
                 await wait_until(lambda: self.csc.pool.info.n_workers == 2, STD_TIMEOUT, "both workers")
                 job_id = await self.process("test.sleep", {"obsid": OBSID}, config={"duration": 4.0})
                 await self.wait_running(1)
-                await wait_until(lambda: bool(self.csc.job_manager._placed.get(job_id)), STD_TIMEOUT, "placement")
+                await wait_until(lambda: bool(self.csc.job_manager.worker_of(job_id)), STD_TIMEOUT, "placement")
                 names = {w.address: w.name for w in self.csc.pool.info.workers}
-                first = names[self.csc.job_manager._placed[job_id]]
+                first = names[self.csc.job_manager.worker_of(job_id)]
                 await asyncio.sleep(1.0)  # it runs there
                 await cluster.kill(cluster.workers[first])
                 # Re-run once on the other worker, and it succeeds there.
@@ -252,15 +252,15 @@ class ScaleOutTestCase(RapidAnalysisTestMixin, BaseCscTestCase, unittest.Isolate
                 await cluster.start_worker(first)
                 await wait_until(lambda: self.csc.pool.info.n_workers == 2, STD_TIMEOUT, "the worker back")
                 job_id = await self.process("test.sleep", {"obsid": OBSID}, config={"duration": 6.0})
-                await wait_until(lambda: bool(self.csc.job_manager._placed.get(job_id)), STD_TIMEOUT, "placement")
+                await wait_until(lambda: bool(self.csc.job_manager.worker_of(job_id)), STD_TIMEOUT, "placement")
                 await asyncio.sleep(1.0)
                 names = {w.address: w.name for w in self.csc.pool.info.workers}
-                await cluster.kill(cluster.workers[names[self.csc.job_manager._placed[job_id]]])
+                await cluster.kill(cluster.workers[names[self.csc.job_manager.worker_of(job_id)]])
                 await wait_until(lambda: self.job(job_id).reruns == 1, STD_TIMEOUT, "the first loss seen")
-                await wait_until(lambda: bool(self.csc.job_manager._placed.get(job_id)), STD_TIMEOUT, "relocation")
+                await wait_until(lambda: bool(self.csc.job_manager.worker_of(job_id)), STD_TIMEOUT, "relocation")
                 await asyncio.sleep(1.0)
                 names = {w.address: w.name for w in self.csc.pool.info.workers}
-                await cluster.kill(cluster.workers[names[self.csc.job_manager._placed[job_id]]])
+                await cluster.kill(cluster.workers[names[self.csc.job_manager.worker_of(job_id)]])
                 data = await self.next_job_result(job_id, timeout=60)
                 assert not data.success and data.exitCode == 5, data
                 assert "left the pool while it ran, after 1 re-run(s)" in data.errorReport, data.errorReport

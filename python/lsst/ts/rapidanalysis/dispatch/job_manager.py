@@ -149,6 +149,10 @@ class JobManager:
         """How many jobs may run at once (the threads of the workers that take jobs; at least 1)."""
         return max(1, self.pool.info.n_threads)
 
+    def worker_of(self, job_id: str) -> str:
+        """The address of the worker a running job was placed on ("" if unknown or not running)."""
+        return self._placed.get(job_id, "")
+
     def busy_by_worker(self) -> dict[str, int]:
         """Running jobs per worker address, as placed (jobs re-run where we do not know are left out)."""
         busy: dict[str, int] = {}
