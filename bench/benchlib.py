@@ -6,8 +6,10 @@ Imported by the scripts in this directory (``python bench/<script>.py`` puts it 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import pathlib
 import signal
+import statistics
 import time
 from typing import Any
 
@@ -112,3 +114,71 @@ class Interrupts:
         say(f"\n{signal.Signals(signum).name}: stopping; {self.stopping}")
         if self.task is not None:
             self.task.cancel()
+
+
+class StopRun(Exception):
+    """A benchmark run cannot go on (the CSC died or faulted, the cluster did not start, no disk)."""
+
+
+def median(values: list[float]) -> float | None:
+    """The median, or None for no values."""
+    return statistics.median(values) if values else None
+
+
+async def await_csc_enabled(ra: sal.Remote, process: asyncio.subprocess.Process, timeout: float) -> None:
+    """Wait for a CSC process to report ENABLED; `StopRun` if it exits, faults or takes longer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.returncode is not None:
+            raise StopRun(f"the CSC process exited with code {process.returncode} before ENABLED")
+        try:
+            data = await ra.evt_summaryState.next(flush=False, timeout=2)
+        except TimeoutError:
+            if time.monotonic() > deadline:
+                raise StopRun(f"the CSC did not reach ENABLED within {timeout:g} s") from None
+            continue
+        if data.summaryState == sal.State.ENABLED:
+            return
+        if data.summaryState == sal.State.FAULT:
+            error = ra.evt_errorCode.get()
+            raise StopRun(f"the CSC went to FAULT: {error.errorReport if error else ''}")
+
+
+def check_alive(ra: sal.Remote, process: asyncio.subprocess.Process) -> None:
+    """`StopRun` if the CSC process has exited or its CSC is in FAULT."""
+    if process.returncode is not None:
+        raise StopRun(f"the CSC process exited (code {process.returncode})")
+    state = ra.evt_summaryState.get()
+    if state is not None and state.summaryState == sal.State.FAULT:
+        error = ra.evt_errorCode.get()
+        raise StopRun(f"the CSC went to FAULT: {error.errorReport if error else ''}")
+
+
+async def shutdown_csc(ra: sal.Remote | None, process: asyncio.subprocess.Process) -> str:
+    """standby → offline, then wait; terminate, then kill, if it does not exit."""
+    notes = []
+    for attempt in range(3):
+        if ra is None or process.returncode is not None:
+            break
+        try:
+            await asyncio.wait_for(sal.set_summary_state(ra, sal.State.OFFLINE, timeout=60), 180)
+            notes.append("OFFLINE" + (f" (attempt {attempt + 1})" if attempt else ""))
+            break
+        except Exception as e:
+            state = ra.evt_summaryState.get()
+            state_name = sal.State(state.summaryState).name if state is not None else "?"
+            notes.append(f"set_summary_state(OFFLINE) attempt {attempt + 1} failed in {state_name}: {e}")
+            await asyncio.sleep(2.0)
+    for signal_name, wait in (("", 60), ("terminate", 30), ("kill", 10)):
+        if process.returncode is not None:
+            break
+        if signal_name == "terminate":
+            process.terminate()
+            notes.append("terminated")
+        elif signal_name == "kill":
+            process.kill()
+            notes.append("killed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(process.wait(), wait)
+    notes.append(f"exit code {process.returncode}")
+    return "; ".join(notes)

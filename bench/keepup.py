@@ -71,7 +71,7 @@ import time
 import traceback
 from typing import Any
 
-from benchlib import Interrupts, say
+from benchlib import Interrupts, StopRun, await_csc_enabled, check_alive, median, say, shutdown_csc
 from lsst.ts.rapidanalysis import sal
 from lsst.ts.rapidanalysis.data.camera import get_instrument
 from lsst.ts.rapidanalysis.sal.testutils import set_random_lsst_dds_partition_prefix
@@ -127,10 +127,6 @@ database_url: ""
 output_root: {products}
 output_url_root: ""
 """
-
-
-class StopRun(Exception):
-    """Stop the current mode cleanly (disk space, the CSC died or faulted)."""
 
 
 @dataclasses.dataclass
@@ -317,10 +313,6 @@ class Watcher:
                 visit.failures.append(data.errorReport[:200])
 
 
-def _median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
-
-
 def _fmt(value: float | None, digits: int = 1) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
@@ -337,54 +329,6 @@ def _log_tail(log_path: pathlib.Path, n: int = 15) -> str:
         return "\n".join(log_path.read_text(errors="replace").splitlines()[-n:])
     except OSError:
         return ""
-
-
-async def _await_enabled(ra: sal.Remote, process: asyncio.subprocess.Process, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.returncode is not None:
-            raise StopRun(f"the CSC process exited with code {process.returncode} before ENABLED")
-        try:
-            data = await ra.evt_summaryState.next(flush=False, timeout=2)
-        except TimeoutError:
-            if time.monotonic() > deadline:
-                raise StopRun(f"the CSC did not reach ENABLED within {timeout:g} s") from None
-            continue
-        if data.summaryState == sal.State.ENABLED:
-            return
-        if data.summaryState == sal.State.FAULT:
-            error = ra.evt_errorCode.get()
-            raise StopRun(f"the CSC went to FAULT: {error.errorReport if error else ''}")
-
-
-async def _shutdown_csc(ra: sal.Remote | None, process: asyncio.subprocess.Process) -> str:
-    """standby → offline, then wait; terminate, then kill, if it does not exit."""
-    notes = []
-    for attempt in range(3):
-        if ra is None or process.returncode is not None:
-            break
-        try:
-            await asyncio.wait_for(sal.set_summary_state(ra, sal.State.OFFLINE, timeout=60), 180)
-            notes.append("OFFLINE" + (f" (attempt {attempt + 1})" if attempt else ""))
-            break
-        except Exception as e:
-            state = ra.evt_summaryState.get()
-            state_name = sal.State(state.summaryState).name if state is not None else "?"
-            notes.append(f"set_summary_state(OFFLINE) attempt {attempt + 1} failed in {state_name}: {e}")
-            await asyncio.sleep(2.0)
-    for signal_name, wait in (("", 60), ("terminate", 30), ("kill", 10)):
-        if process.returncode is not None:
-            break
-        if signal_name == "terminate":
-            process.terminate()
-            notes.append("terminated")
-        elif signal_name == "kill":
-            process.kill()
-            notes.append("killed")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(process.wait(), wait)
-    notes.append(f"exit code {process.returncode}")
-    return "; ".join(notes)
 
 
 def _raw_dir(raw_root: pathlib.Path, image_name: str) -> pathlib.Path:
@@ -533,7 +477,7 @@ async def run_mode(mode: str, args: argparse.Namespace, workdir: pathlib.Path) -
                 INTERRUPTS.install()  # the camera simulator replaced our handlers with its own
 
                 t0 = time.monotonic()
-                await _await_enabled(ra, process, timeout=180)
+                await await_csc_enabled(ra, process, timeout=180)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(watcher.mode_seen.wait(), 60)
                 if watcher.mode is None:
@@ -565,12 +509,12 @@ async def run_mode(mode: str, args: argparse.Namespace, workdir: pathlib.Path) -
                 if camera is not None:
                     with contextlib.suppress(Exception):
                         await camera.close()
-                shutdown = await _shutdown_csc(ra, process)
+                shutdown = await shutdown_csc(ra, process)
                 say(f"CSC shut down: {shutdown}")
                 result["shutdown"] = shutdown
     finally:
         if process.returncode is None:  # the Domain could not be made: no Remote to command it with
-            result["shutdown"] = await _shutdown_csc(None, process)
+            result["shutdown"] = await shutdown_csc(None, process)
         writer.close()
         await asyncio.to_thread(shutil.rmtree, raw_root, True)  # always: up to 57 GB
     result["wall_seconds"] = time.monotonic() - t_wall0
@@ -597,7 +541,7 @@ async def observe(
         now = time.monotonic()
         if slot > now:
             await asyncio.sleep(slot - now)
-        _check_alive(ra, process)
+        check_alive(ra, process)
         free = janitor.free()
         if free - VISIT_BYTES < MIN_FREE_BYTES:
             t_wait = time.monotonic()
@@ -654,22 +598,13 @@ async def observe(
     deadline = time.monotonic() + REGATHER_TIMEOUT + 30
     tail = watcher.visits[-min(len(watcher.visits), 4) :]
     while time.monotonic() < deadline:
-        _check_alive(ra, process)
+        check_alive(ra, process)
         if all(v.final_gathered for v in tail) and all(v.first_metrics_tai is not None for v in watcher.visits):
             break
         await asyncio.sleep(1.0)
     await asyncio.sleep(3.0)  # the final sfm_gather's telemetry
     await janitor.wait()
     result["drain_seconds"] = time.monotonic() - (watcher.visits[-1].end_mono if watcher.visits else time.monotonic())
-
-
-def _check_alive(ra: sal.Remote, process: asyncio.subprocess.Process) -> None:
-    if process.returncode is not None:
-        raise StopRun(f"the CSC process exited (code {process.returncode})")
-    state = ra.evt_summaryState.get()
-    if state is not None and state.summaryState == sal.State.FAULT:
-        error = ra.evt_errorCode.get()
-        raise StopRun(f"the CSC went to FAULT: {error.errorReport if error else ''}")
 
 
 def _halves(values: list[float | None], n: int = 10) -> tuple[list[float | None], list[float | None]]:
@@ -684,7 +619,7 @@ def summarize(watcher: Watcher, log_path: pathlib.Path) -> dict[str, Any]:
     first, last = _halves(latencies)
     first_ok = [x for x in first if x is not None]
     last_ok = [x for x in last if x is not None]
-    m_first, m_last = _median(first_ok), _median(last_ok)
+    m_first, m_last = median(first_ok), median(last_ok)
     growth = m_last / m_first if m_first and m_last is not None else None
     missing = sum(1 for x in latencies if x is None)
     processed = sum(v.sfm_ok for v in visits)
@@ -733,25 +668,25 @@ def summarize(watcher: Watcher, log_path: pathlib.Path) -> dict[str, Any]:
         "latency_growth": growth,
         "latency_window": len(first),
         "visits_missing_metrics": missing,
-        "final_latency_median": _median([v.final_latency for v in visits if v.final_latency is not None]),
+        "final_latency_median": median([v.final_latency for v in visits if v.final_latency is not None]),
         "detectors_processed": processed,
         "detectors_per_visit": processed / len(visits) if visits else 0.0,
         "detectors_caught_up": sum(v.catchup_ok for v in visits),
         "catchup_put_off": sum(v.catchup_put_off for v in visits),
         "sfm_failed": sum(v.sfm_failed for v in visits),
         "sfm_dropped": sum(v.sfm_dropped for v in visits),
-        "sfm_cost_median": _median(costs),
-        "sfm_gather_median": _median(watcher.gather_seconds),
+        "sfm_cost_median": median(costs),
+        "sfm_gather_median": median(watcher.gather_seconds),
         "sfm_stage_medians": {k: round(statistics.median(v), 3) for k, v in watcher.stage_seconds.items() if v},
         "sfm_gather_failed": len(watcher.gather_failed),
         "pool_utilization": watcher.busy_seconds / (2 * span) if span else None,
-        "publish_delay_median": _median(delays),
+        "publish_delay_median": median(delays),
         "publish_delay_p90": delays[int(0.9 * (len(delays) - 1))] if delays else None,
         "publish_delay_max": delays[-1] if delays else None,
         "max_queued": watcher.max_queued,
-        "cadence_measured": _median(end_intervals),
+        "cadence_measured": median(end_intervals),
         "cadence_max": max(end_intervals) if end_intervals else None,
-        "take_median": _median(takes),
+        "take_median": median(takes),
         "visits_late": sum(1 for v in visits if v.late_seconds > 1.0),
         "final_pattern": final_mode.get("pattern"),
         "final_n_selected": final_mode.get("nSelected"),
@@ -852,7 +787,7 @@ def print_mode(mode: str, watcher: Watcher, r: dict[str, Any]) -> None:
         f"  camera: takeImages median {_fmt(r['take_median'])} s (the 14.3 GB write); endReadout to endReadout "
         f"median {_fmt(r['cadence_measured'])} s, max {_fmt(r['cadence_max'])} s; {r['visits_late']} of "
         f"{r['n_visits']} images started more than 1 s after their slot; raw deletions took "
-        f"{_fmt(_median(r.get('delete_seconds', [])))} s median (in the background), the loop waited "
+        f"{_fmt(median(r.get('delete_seconds', [])))} s median (in the background), the loop waited "
         f"{r.get('waited_for_deletion', 0.0):.1f} s for them"
     )
     say(

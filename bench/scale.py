@@ -58,7 +58,6 @@ import operator
 import os
 import pathlib
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -68,7 +67,7 @@ from typing import Any
 import psutil
 from distributed import Client
 
-from benchlib import Interrupts, say, write_csc_config
+from benchlib import Interrupts, StopRun, await_csc_enabled, check_alive, median, say, shutdown_csc, write_csc_config
 from lsst.ts.rapidanalysis import sal
 from lsst.ts.rapidanalysis.data.camera import get_instrument
 from lsst.ts.rapidanalysis.dispatch.worker_task import run_job
@@ -97,10 +96,6 @@ WARMUP_SEQ = 900
 BURST_SEQ = 901
 
 
-def _median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
-
-
 def _fmt(value: float | None, digits: int = 2) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
@@ -116,10 +111,6 @@ def _cpu(process: psutil.Process | None, children: bool = True) -> float:
                 times = p.cpu_times()
                 total += times.user + times.system
     return total
-
-
-class StopRun(Exception):
-    """The run for one W cannot go on (the CSC died or faulted, the cluster did not start)."""
 
 
 # -- the cluster --
@@ -389,56 +380,6 @@ def csc_settings(run_dir: pathlib.Path, address: str) -> dict[str, Any]:
     }
 
 
-async def _await_enabled(ra: sal.Remote, process: asyncio.subprocess.Process, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.returncode is not None:
-            raise StopRun(f"the CSC process exited with code {process.returncode} before ENABLED")
-        try:
-            data = await ra.evt_summaryState.next(flush=False, timeout=2)
-        except TimeoutError:
-            if time.monotonic() > deadline:
-                raise StopRun(f"the CSC did not reach ENABLED within {timeout:g} s") from None
-            continue
-        if data.summaryState == sal.State.ENABLED:
-            return
-        if data.summaryState == sal.State.FAULT:
-            error = ra.evt_errorCode.get()
-            raise StopRun(f"the CSC went to FAULT: {error.errorReport if error else ''}")
-
-
-def _check_alive(ra: sal.Remote, process: asyncio.subprocess.Process) -> None:
-    if process.returncode is not None:
-        raise StopRun(f"the CSC process exited (code {process.returncode})")
-    state = ra.evt_summaryState.get()
-    if state is not None and state.summaryState == sal.State.FAULT:
-        error = ra.evt_errorCode.get()
-        raise StopRun(f"the CSC went to FAULT: {error.errorReport if error else ''}")
-
-
-async def _shutdown_csc(ra: sal.Remote | None, process: asyncio.subprocess.Process) -> str:
-    notes = []
-    if ra is not None and process.returncode is None:
-        try:
-            await asyncio.wait_for(sal.set_summary_state(ra, sal.State.OFFLINE, timeout=60), 120)
-            notes.append("OFFLINE")
-        except Exception as e:
-            notes.append(f"set_summary_state(OFFLINE) failed: {e!r}")
-    for action, wait in (("", 60), ("terminate", 20), ("kill", 10)):
-        if process.returncode is not None:
-            break
-        if action == "terminate":
-            process.terminate()
-            notes.append("terminated")
-        elif action == "kill":
-            process.kill()
-            notes.append("killed")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(process.wait(), wait)
-    notes.append(f"exit code {process.returncode}")
-    return "; ".join(notes)
-
-
 async def _process_data(ra: sal.Remote, obsid: str, config: dict[str, Any]) -> None:
     await ra.cmd_processData.set_start(
         dataId=json.dumps({"obsid": obsid}), pipeline=PIPELINE, config=json.dumps(config), timeout=120
@@ -551,7 +492,7 @@ async def run_w(slots: int, args: argparse.Namespace, workdir: pathlib.Path) -> 
                 await camera.start_task
                 INTERRUPTS.install()  # the camera simulator installed its own handlers
                 t0 = time.monotonic()
-                await _await_enabled(ra, process, timeout=180)
+                await await_csc_enabled(ra, process, timeout=180)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(watcher.mode_seen.wait(), 60)
                 if watcher.mode is None:
@@ -565,7 +506,7 @@ async def run_w(slots: int, args: argparse.Namespace, workdir: pathlib.Path) -> 
                 )
 
                 def check() -> None:
-                    _check_alive(ra, process)
+                    check_alive(ra, process)
 
                 # Warm-up: every worker imports what test.cost and sfm_gather need (not counted).
                 warm = make_obsid(INSTRUMENT, day_obs, WARMUP_SEQ, controller=CONTROLLER)
@@ -596,11 +537,11 @@ async def run_w(slots: int, args: argparse.Namespace, workdir: pathlib.Path) -> 
                 if camera is not None:
                     with contextlib.suppress(Exception):
                         await camera.close()
-                result["shutdown"] = await _shutdown_csc(ra, process)
+                result["shutdown"] = await shutdown_csc(ra, process)
                 say(f"CSC shut down: {result['shutdown']}")
     finally:
         if process.returncode is None:
-            result["shutdown"] = await _shutdown_csc(None, process)
+            result["shutdown"] = await shutdown_csc(None, process)
         writer.close()
         await asyncio.to_thread(cluster.stop)
         if not args.keep:
@@ -619,7 +560,7 @@ async def observe(
         slot = loop_start + i * args.cadence
         if slot > time.monotonic():
             await asyncio.sleep(slot - time.monotonic())
-        _check_alive(ra, process)
+        check_alive(ra, process)
         late = max(0.0, time.monotonic() - slot)
         n_before = len(watcher.visits)
         watcher.new_visit.clear()
@@ -650,7 +591,7 @@ async def observe(
             f"nQueued {pool.nQueued if pool else '—'} nRunning {pool.nRunning if pool else '—'}"
         )
     last = watcher.visits[-1]
-    await _wait_for(watcher, lambda: last.final_metrics_tai is not None, 90, lambda: _check_alive(ra, process))
+    await _wait_for(watcher, lambda: last.final_metrics_tai is not None, 90, lambda: check_alive(ra, process))
     watcher.counting = False
 
 
@@ -696,7 +637,7 @@ async def ceiling(
     def results() -> int:
         return sum(len(watcher.results.get(o, [])) for o in obsids)
 
-    finished = await _wait_for(watcher, lambda: results() >= n_jobs, 600, lambda: _check_alive(ra, process))
+    finished = await _wait_for(watcher, lambda: results() >= n_jobs, 600, lambda: check_alive(ra, process))
     last_tai = max((s for o in obsids for s, _, _ in watcher.results.get(o, [])), default=t0_tai)
     seconds = last_tai - t0_tai
     cpu, sched = _cpu(watcher.csc) - cpu0, _cpu(cluster.scheduler_ps) - sched0
@@ -792,7 +733,7 @@ async def quiet_ceiling(
     t0_tai = sal.current_tai()
     await asyncio.gather(*(_process_data(ra, obsid, {"median": 0.0}) for obsid in obsids))
     finished = await _wait_for(
-        watcher, lambda: bool(samples) and samples[-1][1] >= base + n_jobs, 600, lambda: _check_alive(ra, process)
+        watcher, lambda: bool(samples) and samples[-1][1] >= base + n_jobs, 600, lambda: check_alive(ra, process)
     )
     end_tai = next((t for t, n in samples if n >= base + n_jobs), sal.current_tai())
     seconds = end_tai - t0_tai
@@ -870,7 +811,7 @@ def summarize(r: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     margins = [v.max_cost + LATENCY_MARGIN - v.latency for v in visits if v.latency is not None]
     csc_per_visit = [c for _, c, _, _ in intervals]
     spans = [s for s, _, _, _ in intervals]
-    csc_visit = _median(csc_per_visit)
+    csc_visit = median(csc_per_visit)
     csc_fraction_at_lsstcam = None if csc_visit is None else csc_visit / LSSTCAM_CADENCE
     sched_per_visit = [s for _, _, s, _ in intervals]
     workers_per_visit = [w for _, _, _, w in intervals]
@@ -883,26 +824,26 @@ def summarize(r: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         "slots": slots,
         "visits": len(visits),
         "ok_min": min(n_ok) if n_ok else None,
-        "ok_median": _median([float(n) for n in n_ok]),
+        "ok_median": median([float(n) for n in n_ok]),
         "complete_visits": sum(1 for n in n_ok if n == N_DETECTORS),
-        "final_p50": _median(latencies),
+        "final_p50": median(latencies),
         "final_max": max(latencies) if latencies else None,
         "max_cost_max": max((v.max_cost for v in visits), default=None),
         "margin_min": min(margins) if margins else None,
         "missing_metrics": sum(1 for v in visits if v.latency is None),
-        "start_first_p50": _median([min(v.starts) - v.end_tai for v in visits if v.starts]),
-        "start_last_p50": _median([max(v.starts) - v.end_tai for v in visits if v.starts]),
-        "publish_delay_max_p50": _median([max(v.publish_delays) for v in visits if v.publish_delays]),
-        "gather_p50": _median([v.gather_seconds for v in visits if v.gather_seconds is not None]),
-        "after_last_detector_p50": _median(
+        "start_first_p50": median([min(v.starts) - v.end_tai for v in visits if v.starts]),
+        "start_last_p50": median([max(v.starts) - v.end_tai for v in visits if v.starts]),
+        "publish_delay_max_p50": median([max(v.publish_delays) for v in visits if v.publish_delays]),
+        "gather_p50": median([v.gather_seconds for v in visits if v.gather_seconds is not None]),
+        "after_last_detector_p50": median(
             [v.latency - v.detectors_latency for v in visits if v.latency is not None and v.detectors_latency]
         ),
         "csc_cpu_per_visit": csc_visit,
         "csc_cpu_per_job_ms": None if csc_visit is None else 1e3 * csc_visit / jobs_per_visit,
         "csc_cpu_fraction": csc_fraction_at_lsstcam,
-        "cadence_measured": _median(spans),
-        "sched_cpu_per_visit": _median(sched_per_visit),
-        "workers_cpu_per_visit": _median(workers_per_visit),
+        "cadence_measured": median(spans),
+        "sched_cpu_per_visit": median(sched_per_visit),
+        "workers_cpu_per_visit": median(workers_per_visit),
         "ceiling_csc": csc_c.get("rate"),
         "ceiling_bare": bare.get("rate"),
         "ceiling_bare_after": bare_after.get("rate"),
