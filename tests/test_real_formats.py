@@ -393,3 +393,43 @@ def test_instrume_values_the_camera_wrote() -> None:
     # The 2018 LATISS raw: INSTRUME LSST_ATISS, no RAFTBAY/CCDSLOT; its one detector all the same.
     header = fits.getheader(real_raw("LATISS"), 0)
     assert identify_detector(header)[:3] == (0, "RXX_S00", "ITL")
+
+
+def test_focus_sweep_reads_focus_and_visit_from_real_latiss_headers(tmp_path: pathlib.Path) -> None:
+    """focus_sweep on raws carrying the real LATISS primary headers: each visit's FOCUSZ and id as
+    the headers give them (independently read from the YAML), and the CWFS image refused as not sky."""
+    from lsst.ts.rapidanalysis.pipelines.base import PipelineContext
+    from lsst.ts.rapidanalysis.pipelines.focus_sweep import FocusSweepConfig, FocusSweepPipeline
+
+    names = ["latiss-AT_O_20200128_000335", "latiss-AT_O_20220405_000348", "latiss-AT_O_20240624_000106_R00_S00"]
+    expected: dict[int, dict] = {}
+    inputs = []
+    for seed, name in enumerate(names):
+        header_path = REAL_FORMATS / "headers" / f"{name}.yaml"
+        if not header_path.is_file():
+            pytest.skip(f"{header_path} is not present")
+        cards = yaml.safe_load(header_path.read_text())
+        primary = {}
+        for key, value in cards.items():
+            if key == "XTENSION":
+                break
+            if value is not None and key not in ("SIMPLE", "EXTEND", "COMMENT", "HISTORY", "BITPIX", "NAXIS"):
+                primary[key] = value
+        visit = int(cards["DAYOBS"]) * 100_000 + int(cards["SEQNUM"])
+        expected[visit] = cards
+        path = tmp_path / f"{cards['OBSID']}.fits"
+        inject("LATISS", path, seed=seed, primary=primary)
+        inputs.append(path)
+    # FWHMs given (the pixels are not a sweep), so only the headers are read.
+    config = FocusSweepConfig(visits=sorted(expected), visit_fwhm={v: 1.0 + 0.1 * i for i, v in enumerate(expected)})
+    result = FocusSweepPipeline().run(inputs, config, PipelineContext("job-real", tmp_path / "out"))
+    by_visit = {v["visit"]: v for v in result.summary["visits"]}
+    assert set(by_visit) == set(expected)
+    for visit, cards in expected.items():
+        if cards["IMGTYPE"] == "CWFS":
+            assert "CWFS" in by_visit[visit]["problem"], by_visit[visit]
+        else:
+            assert by_visit[visit]["focus"] == pytest.approx(cards["FOCUSZ"]), by_visit[visit]
+            assert by_visit[visit]["obsid"] == cards["OBSID"] and not by_visit[visit]["problem"]
+    # Two usable visits: flagged, never a best focus.
+    assert not result.metrics["fitOk"] and result.metrics["bestFocus"] is None
