@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -16,3 +18,20 @@ def isolated_dds(monkeypatch: pytest.MonkeyPatch) -> str:
     prefix = set_random_lsst_dds_partition_prefix()
     monkeypatch.setenv("LSST_SITE", "test")
     return prefix
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL server of the session's own (`postgres_server.running_postgres`): a database's URL.
+
+    Tests that need an empty database make one with `postgres_server.fresh_database`. Skipped, saying
+    why, where there are no PostgreSQL server binaries (CI installs them: ``.ci/run``).
+    """
+    from postgres_server import PostgresUnavailable, running_postgres
+
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(running_postgres())
+        except PostgresUnavailable as e:
+            pytest.skip(str(e))
+        yield server.url("ra_results")

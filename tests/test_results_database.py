@@ -1,14 +1,12 @@
-"""Tests of the results database on real SQLite files (and on PostgreSQL when one is given).
+"""Tests of the results database on real SQLite files and on a real PostgreSQL server.
 
-Set ``RA_TEST_POSTGRES_URL`` (e.g. ``postgresql+psycopg://ra@/results?host=/tmp&port=54329``) to
-run the database-independent tests against a PostgreSQL server too; its ``ra_`` tables are
-dropped before each test.
+The database-independent tests run on both: the PostgreSQL server is the session's own
+(``postgres_url`` in conftest.py, `postgres_server`), each test with a new empty database on it.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from lsst.ts.rapidanalysis.results import SCHEMA_VERSION, ResultsDatabase, open_results
-from lsst.ts.rapidanalysis.results import database as results_database
+from postgres_server import fresh_database
 
 JOB_COLUMNS = [
     "job_id",
@@ -54,19 +52,14 @@ PRODUCT_COLUMNS = [
 
 T0 = 1_763_000_000.0  # a TAI unix time in November 2025
 
-_backends = ["sqlite"] + (["postgresql"] if os.environ.get("RA_TEST_POSTGRES_URL") else [])
 
-
-@pytest.fixture(params=_backends)
+@pytest.fixture(params=["sqlite", "postgresql"])
 def db(request, tmp_path):
-    """An empty results database: a SQLite file, or the PostgreSQL database given."""
+    """An empty results database: a SQLite file, or a new database on the tests' PostgreSQL server."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'results' / 'ra.sqlite3'}"
     else:
-        url = os.environ["RA_TEST_POSTGRES_URL"]
-        engine = sa.create_engine(url)
-        results_database._metadata.drop_all(engine)
-        engine.dispose()
+        url = fresh_database(request.getfixturevalue("postgres_url"))
     with ResultsDatabase(url) as database:
         yield database
 
