@@ -4,7 +4,7 @@ The CSC records a job when it is queued and updates it when it ends; when the jo
 also records the metrics and product files of its `PipelineResult`. Notebooks open the same
 database (`open_results`) and get `astropy.table.Table` objects back, while the CSC keeps writing.
 
-Why SQLAlchemy Core rather than the ORM: the schema is four flat tables written in bulk
+Why SQLAlchemy Core rather than the ORM: the schema is five flat tables written in bulk
 (``executemany`` of metric rows) and read into astropy tables, so mapped objects, identity maps
 and sessions would only add cost; Core still gives portable SQL. Everything here is plain
 SQLAlchemy constructs, so the same code runs on the default SQLite file and on a site's
@@ -44,17 +44,31 @@ __all__ = [
     "SCHEMA_VERSION",
     "JOB_STATES",
     "JOB_TRIGGERS",
+    "IMAGE_STATES",
+    "IMAGE_TRIGGERS",
     "ResultsDatabase",
     "open_results",
 ]
 
 _log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-"""Version of the table layout, stored in ``ra_meta``; bump it with every schema change."""
+SCHEMA_VERSION = 2
+"""Version of the table layout, stored in ``ra_meta``; bump it with every schema change.
+
+1: ``ra_job``, ``ra_metric``, ``ra_product``. 2: + ``ra_image`` and the page's indexes; a version 1
+database is upgraded when opened with ``create=True`` (its tables and indexes are added, nothing
+is rewritten) and read as it is otherwise (no image rows).
+"""
+#: Older versions this code still opens (see `SCHEMA_VERSION`).
+_UPGRADABLE_VERSIONS = ("1",)
+#: ``ra_meta`` key: TAI when ``ra_image`` was added to a version 1 database (jobs submitted
+#: before it have no image rows; the page reads them from ``ra_job``).
+IMAGES_SINCE_KEY = "images_since"
 
 JOB_TRIGGERS = ("command", "autonomous", "catchup")
 JOB_STATES = ("queued", "running", "succeeded", "failed", "aborted", "timed_out")
+IMAGE_TRIGGERS = ("autonomous", "command")
+IMAGE_STATES = ("processing", "complete", "partial", "failed", "dropped")
 
 _JSON_FIELDS = ("data_id", "result", "config")
 
@@ -102,6 +116,8 @@ ra_job = sa.Table(
     sa.Column("config", sa.Text),
     sa.Index("ix_ra_job_submit_time", "submit_time"),
     sa.Index("ix_ra_job_image_name", "image_name"),
+    # The page: an image's jobs by pipeline without reading the rows (schema version 2).
+    sa.Index("ix_ra_job_image_pipeline", "image_name", "pipeline"),
 )
 
 ra_metric = sa.Table(
@@ -116,6 +132,10 @@ ra_metric = sa.Table(
     sa.Index("ix_ra_metric_image_name", "image_name"),
     sa.Index("ix_ra_metric_job_id", "job_id"),
     sa.Index("ix_ra_metric_name", "name"),
+    # The page (schema version 2): an image's per-image metrics by name (detector NULL), a
+    # detector's metric, and whether a job wrote per-detector rows, each one index range.
+    sa.Index("ix_ra_metric_image_detector_name", "image_name", "detector", "name"),
+    sa.Index("ix_ra_metric_job_detector", "job_id", "detector"),
 )
 
 ra_product = sa.Table(
@@ -134,6 +154,38 @@ ra_product = sa.Table(
     sa.Index("ix_ra_product_image_name", "image_name"),
     sa.Index("ix_ra_product_job_id", "job_id"),
 )
+
+ra_image = sa.Table(
+    "ra_image",
+    _metadata,
+    sa.Column("instrument", sa.String(64), primary_key=True),
+    sa.Column("image_name", sa.String(128), primary_key=True),
+    sa.Column("day_obs", sa.Integer),
+    sa.Column("seq_num", sa.Integer),
+    sa.Column("image_type", sa.String(32)),  # as the camera says: BIAS, FLAT, ENGTEST, ACQ, CWFS, SCIENCE...
+    sa.Column("filter", sa.String(64)),
+    sa.Column("exposure_time", sa.Double),  # s
+    sa.Column("obs_time", _Time),  # taken/read out; for processData, the job's making if nothing better
+    sa.Column("trigger", sa.String(16)),  # IMAGE_TRIGGERS
+    sa.Column("end_readout_time", _Time, nullable=True),  # the CSC heard endReadout; NULL for processData
+    sa.Column("first_detector_time", _Time, nullable=True),  # first per-detector/per-image job ended
+    sa.Column("visit_metrics_time", _Time, nullable=True),  # visit-level metrics published
+    sa.Column("n_expected", sa.Integer),
+    sa.Column("n_done", sa.Integer),
+    sa.Column("n_failed", sa.Integer),
+    sa.Column("n_dropped", sa.Integer),
+    sa.Column("state", sa.String(16)),  # IMAGE_STATES
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Index("ix_ra_image_instrument_day_obs", "instrument", "day_obs"),
+)
+
+#: Indexes added by schema version 2 to tables of version 1 (``create_all`` adds only new tables).
+_V2_INDEXES = [
+    index
+    for table in (ra_job, ra_metric)
+    for index in table.indexes
+    if index.name in ("ix_ra_job_image_pipeline", "ix_ra_metric_image_detector_name", "ix_ra_metric_job_detector")
+]
 
 _Kind = Literal["str", "float", "int", "bool"]
 
@@ -258,7 +310,11 @@ class ResultsDatabase:
     - ``ra_metric``: one row per (job, image, detector, metric name); ``detector`` NULL for
       per-image metrics; ``value`` NULL for NaN.
     - ``ra_product``: one row per product file.
-    - ``ra_meta``: ``schema_version``.
+    - ``ra_image``: one row per image, key (``instrument``, ``image_name``): what it is, when it
+      was heard and measured, how many of its jobs ran, failed or were dropped, and its
+      ``state`` (one of `IMAGE_STATES`) with the ``reason``; ``trigger`` is one of
+      `IMAGE_TRIGGERS`.
+    - ``ra_meta``: ``schema_version`` (and ``images_since`` in a database upgraded from 1).
     """
 
     def __init__(
@@ -335,13 +391,54 @@ class ResultsDatabase:
                 if version is None:
                     version = str(SCHEMA_VERSION)
                     conn.execute(sa.insert(ra_meta).values(key=key, value=version))
+                elif version in _UPGRADABLE_VERSIONS:
+                    version = self._upgrade(conn, version)
         else:
             with self._read() as conn:
                 if not sa.inspect(conn).has_table(ra_meta.name):
                     raise RuntimeError(f"{self!r} has no results tables")
                 version = conn.scalar(sa.select(ra_meta.c.value).where(ra_meta.c.key == key))
+        if version in _UPGRADABLE_VERSIONS and not create:
+            # Read as it is (a page on last year's file must not need write access): no image rows.
+            self.schema_version = int(version)
+            return
         if version != str(SCHEMA_VERSION):
-            raise RuntimeError(f"{self!r} has results schema version {version}; this code uses {SCHEMA_VERSION}")
+            allowed = ", ".join([*_UPGRADABLE_VERSIONS, str(SCHEMA_VERSION)])
+            raise RuntimeError(
+                f"{self!r} has results schema version {version}; this code uses {SCHEMA_VERSION} "
+                f"(and opens versions {allowed})"
+            )
+        self.schema_version = SCHEMA_VERSION
+
+    @staticmethod
+    def _upgrade(conn: sa.Connection, version: str) -> str:
+        """Bring a version 1 database to `SCHEMA_VERSION` (``create_all`` has made ``ra_image``)."""
+        for index in _V2_INDEXES:
+            index.create(conn, checkfirst=True)
+        from ..sal.tai import current_tai  # here, so that notebooks that only read skip DDS imports
+
+        # Jobs before now have no image rows: the page reads those images from ra_job.
+        conn.execute(sa.insert(ra_meta).values(key=IMAGES_SINCE_KEY, value=repr(current_tai())))
+        conn.execute(sa.update(ra_meta).where(ra_meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
+        _log.info("Results database upgraded from schema version %s to %d (ra_image added)", version, SCHEMA_VERSION)
+        return str(SCHEMA_VERSION)
+
+    @property
+    def has_images(self) -> bool:
+        """Whether the database has the ``ra_image`` table (schema version 2 or later)."""
+        return self.schema_version >= 2
+
+    def images_since(self) -> float | None:
+        """TAI from which jobs have image rows: None if all do (the database began at version 2 or later).
+
+        A version 1 database upgraded on open records when; one read without upgrade has none at all
+        (``inf``).
+        """
+        if not self.has_images:
+            return math.inf
+        with self._read() as conn:
+            value = conn.scalar(sa.select(ra_meta.c.value).where(ra_meta.c.key == IMAGES_SINCE_KEY))
+        return None if value is None else float(value)
 
     def __repr__(self) -> str:
         return f"ResultsDatabase({self.url.render_as_string(hide_password=True)!r})"
@@ -606,6 +703,65 @@ class ResultsDatabase:
         except sa.exc.IntegrityError as e:
             raise ValueError(f"cannot record a product of job {job_id!r}: record_job it first ({e.orig})") from e
 
+    def record_image(self, instrument: str, image_name: str, **fields: Any) -> None:
+        """Insert an image, or update the given fields of an existing one (an upsert by instrument and name).
+
+        Parameters
+        ----------
+        instrument : `str`
+            The instrument.
+        image_name : `str`
+            The image (obsid).
+        **fields
+            Any of the other ``ra_image`` columns: ``day_obs``, ``seq_num``, ``image_type``,
+            ``filter``, ``exposure_time``, ``obs_time``, ``trigger`` (one of `IMAGE_TRIGGERS`),
+            ``end_readout_time``, ``first_detector_time``, ``visit_metrics_time``, ``n_expected``,
+            ``n_done``, ``n_failed``, ``n_dropped``, ``state`` (one of `IMAGE_STATES`), ``reason``.
+
+        Raises
+        ------
+        ValueError
+            For an unknown field or a ``trigger``/``state`` outside the allowed values.
+        RuntimeError
+            If the database is at schema version 1 (opened without ``create``, so not upgraded).
+        """
+        values = self._image_values(fields)
+        if not self.has_images:
+            raise RuntimeError(
+                f"{self!r} has results schema version {self.schema_version}, without ra_image: "
+                "open it with create=True to upgrade it"
+            )
+        key = sa.and_(ra_image.c.instrument == instrument, ra_image.c.image_name == image_name)
+        # As record_job: update, else insert; a concurrent insert of the same image retries once.
+        for attempt in range(2):
+            try:
+                with self._write() as conn:
+                    if values:
+                        found = conn.execute(sa.update(ra_image).where(key).values(values)).rowcount > 0
+                    else:
+                        found = (conn.scalar(sa.select(sa.func.count()).select_from(ra_image).where(key)) or 0) > 0
+                    if not found:
+                        conn.execute(sa.insert(ra_image).values(instrument=instrument, image_name=image_name, **values))
+                return
+            except sa.exc.IntegrityError:
+                if attempt:
+                    raise
+
+    @staticmethod
+    def _image_values(fields: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = set(fields) - (set(ra_image.c.keys()) - {"instrument", "image_name"})
+        if unknown:
+            raise ValueError(
+                f"unknown image fields {sorted(unknown)}; allowed: "
+                f"{', '.join(c for c in ra_image.c.keys() if c not in ('instrument', 'image_name'))}"
+            )
+        values = dict(fields)
+        if "trigger" in values:
+            values["trigger"] = _enum_text("trigger", values["trigger"], IMAGE_TRIGGERS)
+        if "state" in values:
+            values["state"] = _enum_text("state", values["state"], IMAGE_STATES)
+        return values
+
     # Queries
 
     def job(self, job_id: str) -> dict[str, Any] | None:
@@ -624,6 +780,30 @@ class ResultsDatabase:
                 with contextlib.suppress(ValueError):
                     job[name] = json.loads(job[name])
         return job
+
+    def image_row(self, instrument: str, image_name: str) -> dict[str, Any] | None:
+        """One image as a dict of its ``ra_image`` columns, or None if unknown (or no ``ra_image``)."""
+        if not self.has_images:
+            return None
+        query = sa.select(ra_image).where(ra_image.c.instrument == instrument, ra_image.c.image_name == image_name)
+        with self._read() as conn:
+            row = conn.execute(query).mappings().first()
+        return None if row is None else dict(row)
+
+    def images(self, instrument: str, day_obs: int) -> list[dict[str, Any]]:
+        """The images of one instrument and dayObs as dicts of their ``ra_image`` columns, by seq_num.
+
+        Empty for a database without ``ra_image`` (schema version 1, read without upgrade).
+        """
+        if not self.has_images:
+            return []
+        query = (
+            sa.select(ra_image)
+            .where(ra_image.c.instrument == instrument, ra_image.c.day_obs == int(day_obs))
+            .order_by(ra_image.c.seq_num, ra_image.c.image_name)
+        )
+        with self._read() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
 
     def unfinished_jobs(self, instrument: str) -> list[dict[str, Any]]:
         """Jobs of one instrument still ``queued`` or ``running``, oldest first, as `job` gives them.
