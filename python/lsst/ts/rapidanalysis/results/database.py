@@ -187,6 +187,48 @@ _V2_INDEXES = [
     if index.name in ("ix_ra_job_image_pipeline", "ix_ra_metric_image_detector_name", "ix_ra_metric_job_detector")
 ]
 
+# Statements built once and reused. A job's row is written three times and its metrics once, for
+# each of a visit's 189 jobs, in the writer thread that shares the GIL with the CSC's event loop:
+# building a statement per call (clauses, coercions, its cache key) cost more Python than running it.
+_JOB_KEY = "key_job_id"  # not a column name: SQLAlchemy reserves those for SET
+_JOB_INSERT = sa.insert(ra_job)
+_JOB_EXISTS = sa.select(ra_job.c.job_id).where(ra_job.c.job_id == sa.bindparam(_JOB_KEY))
+_JOB_UPDATES: dict[tuple[str, ...], sa.Update] = {}
+_METRIC_INSERT = sa.insert(ra_metric)
+_METRIC_DELETES: dict[tuple[bool, bool], sa.Delete] = {}
+
+
+def _job_update(columns: tuple[str, ...]) -> sa.Update:
+    """``UPDATE ra_job SET <columns> WHERE job_id = :key_job_id``, built once per set of columns."""
+    update = _JOB_UPDATES.get(columns)
+    if update is None:
+        update = (
+            sa.update(ra_job)
+            .where(ra_job.c.job_id == sa.bindparam(_JOB_KEY))
+            .values({name: sa.bindparam(name) for name in columns})
+        )
+        _JOB_UPDATES[columns] = update  # a handful of column sets: queued, running, ended
+    return update
+
+
+def _metric_delete(detectors: bool, per_image: bool) -> sa.Delete:
+    """Delete a job's metrics of one image: of the ``:detectors`` given and/or its per-image ones."""
+    delete = _METRIC_DELETES.get((detectors, per_image))
+    if delete is None:
+        which = []
+        if detectors:
+            which.append(ra_metric.c.detector.in_(sa.bindparam("detectors", expanding=True)))
+        if per_image:
+            which.append(ra_metric.c.detector.is_(None))
+        delete = sa.delete(ra_metric).where(
+            ra_metric.c.job_id == sa.bindparam("job_id"),
+            ra_metric.c.image_name == sa.bindparam("image_name"),
+            sa.or_(*which),
+        )
+        _METRIC_DELETES[(detectors, per_image)] = delete
+    return delete
+
+
 _Kind = Literal["str", "float", "int", "bool"]
 
 
@@ -528,18 +570,18 @@ class ResultsDatabase:
             For an unknown field or a ``trigger``/``state`` outside the allowed values.
         """
         values = self._job_values(fields)
-        key = ra_job.c.job_id == job_id
         # Update first, then insert: portable (no dialect upsert). Two writers inserting the same
         # new job race at INSERT; the loser retries, and its UPDATE then finds the row.
         for attempt in range(2):
             try:
                 with self._write() as conn:
                     if values:
-                        found = conn.execute(sa.update(ra_job).where(key).values(values)).rowcount > 0
+                        update = _job_update(tuple(values))
+                        found = conn.execute(update, {_JOB_KEY: job_id, **values}).rowcount > 0
                     else:
-                        found = (conn.scalar(sa.select(sa.func.count()).select_from(ra_job).where(key)) or 0) > 0
+                        found = conn.scalar(_JOB_EXISTS, {_JOB_KEY: job_id}) is not None
                     if not found:
-                        conn.execute(sa.insert(ra_job).values(job_id=job_id, **values))
+                        conn.execute(_JOB_INSERT, {"job_id": job_id, **values})
                 return
             except sa.exc.IntegrityError:
                 if attempt:
@@ -609,17 +651,14 @@ class ResultsDatabase:
             self._add_metric_rows(rows, job_id, image_name, int(detector), measured)
         if not rows:
             return 0
-        replaced = [ra_metric.c.detector.in_(sorted(detectors))] if detectors else []
-        if any(r["detector"] is None for r in rows):
-            replaced.append(ra_metric.c.detector.is_(None))
+        per_image = any(r["detector"] is None for r in rows)
+        replace: dict[str, Any] = {"job_id": job_id, "image_name": image_name}
+        if detectors:
+            replace["detectors"] = sorted(detectors)
         try:
             with self._write() as conn:
-                conn.execute(
-                    sa.delete(ra_metric).where(
-                        ra_metric.c.job_id == job_id, ra_metric.c.image_name == image_name, sa.or_(*replaced)
-                    )
-                )
-                conn.execute(sa.insert(ra_metric), rows)
+                conn.execute(_metric_delete(bool(detectors), per_image), replace)
+                conn.execute(_METRIC_INSERT, rows)
         except sa.exc.IntegrityError as e:
             # The only constraint a metric row can break is its job's foreign key.
             raise ValueError(f"cannot record metrics of job {job_id!r}: record_job it first ({e.orig})") from e
