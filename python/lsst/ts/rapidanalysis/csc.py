@@ -10,6 +10,7 @@ import logging
 import os
 import pathlib
 import re
+import sys
 import time
 import types
 from typing import Any
@@ -714,4 +715,8 @@ class RapidAnalysisCsc(ConfigurableCsc):
 
 def run_rapid_analysis() -> None:
     """``run_rapid_analysis INDEX``: run the Rapid Analysis CSC for one instrument."""
+    # The event loop is the latency path (acks, dispatch, jobResults); the results-database writer
+    # and the raw-file checks are threads. Each time the loop releases the GIL (every socket
+    # write), a busy thread may keep it for the switch interval: 5 ms by default, 1 ms here.
+    sys.setswitchinterval(0.001)
     asyncio.run(RapidAnalysisCsc.amain(index=SalIndex))
