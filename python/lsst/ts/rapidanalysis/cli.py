@@ -296,6 +296,18 @@ def _simulate(args: argparse.Namespace) -> int:
     return run_simulate(args)
 
 
+def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    from .web.serve_cli import add_serve_arguments  # argparse only: the web stack is imported by the handler
+
+    add_serve_arguments(parser)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .web.serve_cli import run_serve
+
+    return run_serve(args)
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
     "run": Subcommand(
         help="run a pipeline here, in this process, on local files, and print its result",
@@ -311,6 +323,11 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         help="a simulated observatory end to end: camera and mount simulators, the CSC, an observing sequence",
         add_arguments=_add_demo_arguments,
         handler=_demo,
+    ),
+    "serve": Subcommand(
+        help="the page: the night as it happens, in the browser (read-only, from the results database and DDS)",
+        add_arguments=_add_serve_arguments,
+        handler=_serve,
     ),
 }
 

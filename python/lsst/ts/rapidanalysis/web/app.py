@@ -1,0 +1,711 @@
+"""``rapid_analysis serve``'s web application: the Now, Night, Image and Trends pages.
+
+Read-only by construction: every route is GET (HEAD follows), any other method is a 405 before
+routing, and no handler writes anything. Pages are rendered from the results database (through
+`PageQueries`, in a thread: queries never run on the event loop) and from the live feed
+(`LiveFeed`, DDS). Product files are served from under the output root only (`files`). Every
+string is escaped by Jinja2's autoescape; the browser's Content-Security-Policy allows no inline
+script, so even a string that escaped escaping could not run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime
+import io
+import logging
+import math
+import os
+import pathlib
+import threading
+import urllib.parse
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..results.database import ResultsDatabase
+from .files import product_href, resolve_product
+from .live import LiveFeed
+
+__all__ = ["create_app", "PageSource", "DatabaseUnavailable", "night_columns", "night_row_payload"]
+
+_log = logging.getLogger(__name__)
+
+PACKAGE_DIR = pathlib.Path(__file__).parent
+TEMPLATE_DIR = PACKAGE_DIR / "templates"
+STATIC_DIR = PACKAGE_DIR / "static"
+#: Seconds of silence after which an event stream sends a comment (keeps proxies from closing it).
+KEEPALIVE = 15.0
+#: What every response carries: no inline scripts or styles, no framing, no sniffing, no referrer.
+SECURITY_HEADERS = {
+    "content-security-policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "cross-origin-resource-policy": "same-origin",
+}
+_ALLOWED_METHODS = ("GET", "HEAD")
+_STATES = ("processing", "complete", "partial", "failed", "dropped")
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The results database cannot be read (yet): the pages say so with a 503."""
+
+
+class PageSource:
+    """The results database and its `PageQueries`, opened on first use (from a thread).
+
+    A page served before the CSC made the database (the demo starts both at once) shows a 503
+    saying why, and works as soon as the database exists.
+
+    Parameters
+    ----------
+    database : `str`, path-like or `ResultsDatabase`
+        A SQLAlchemy URL or a SQLite file path (opened without creating anything), or an open
+        database.
+    """
+
+    def __init__(self, database: str | os.PathLike[str] | ResultsDatabase) -> None:
+        self._lock = threading.Lock()
+        self._queries: Any = None
+        self._database: ResultsDatabase | None = None
+        self._owned = False
+        if isinstance(database, ResultsDatabase):
+            self._database = database
+            self.description = repr(database)
+        else:
+            self._url = database
+            self.description = str(database)
+
+    def queries(self) -> Any:
+        """The `PageQueries` (call from a thread: opening may block).
+
+        Raises
+        ------
+        DatabaseUnavailable
+            If the database cannot be opened.
+        """
+        with self._lock:
+            if self._queries is None:
+                from .queries import PageQueries
+
+                if self._database is None:
+                    try:
+                        self._database = ResultsDatabase(self._url, create=False)
+                    except Exception as e:
+                        raise DatabaseUnavailable(f"results database {self.description}: {e}") from e
+                    self._owned = True
+                self._queries = PageQueries(self._database)
+            return self._queries
+
+    def close(self) -> None:
+        """Close the database if this opened it."""
+        with self._lock:
+            if self._owned and self._database is not None:
+                self._database.close()
+            self._database = None
+            self._queries = None
+
+
+# -- formatting (the same functions for the HTML table, the live rows and the CSV) --
+
+
+def _utc(tai: float | None, fmt: str = "%H:%M:%S") -> str:
+    if tai is None or not math.isfinite(tai):
+        return ""
+    from ..sal.tai import utc_from_tai
+
+    return datetime.datetime.fromtimestamp(utc_from_tai(tai), tz=datetime.UTC).strftime(fmt)
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    """A number for people: ``digits`` significant figures below 1, two decimals below 100, "" for none."""
+    if value is None or isinstance(value, bool):
+        return "" if value is None else str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "" if math.isnan(value) else str(value)
+        size = abs(value)
+        if value.is_integer() and size < 1e6:
+            return f"{value:.0f}"
+        if size >= 1e6 or size < 1e-3:
+            return f"{value:.{digits}g}"
+        if size < 1:
+            return f"{value:.{digits}f}".rstrip("0") if size >= 0.1 else f"{value:.{digits}g}"
+        if size < 100:
+            return f"{value:.2f}"
+        return f"{value:.1f}" if size < 1000 else f"{value:.0f}"
+    return str(value)
+
+
+def _seconds(value: float | None) -> str:
+    return "" if value is None or not math.isfinite(value) else f"{value:.1f} s"
+
+
+def _sort_key(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    return value
+
+
+def _http_url(url: Any) -> str:
+    """``url`` if it is an http(s) URL (safe in an href), else ""."""
+    text = str(url or "")
+    return text if text.lower().startswith(("http://", "https://")) else ""
+
+
+def _q(text: Any) -> str:
+    """One URL path segment."""
+    return urllib.parse.quote(str(text), safe="")
+
+
+def night_columns(metric_labels: Sequence[str]) -> list[dict[str, Any]]:
+    """The night table's columns: key, label, whether shown by default, whether numeric."""
+    columns: list[dict[str, Any]] = [
+        {"key": "image_name", "label": "Image", "default": True},
+        {"key": "seq_num", "label": "Seq", "default": True},
+        {"key": "obs_time", "label": "Time (UTC)", "default": True},
+        {"key": "image_type", "label": "Type", "default": True},
+        {"key": "filter", "label": "Filter", "default": True},
+        {"key": "exposure_time", "label": "Exp (s)", "default": True},
+    ]
+    columns += [{"key": f"metric:{label}", "label": label, "default": True} for label in metric_labels]
+    columns += [
+        {"key": "state", "label": "State", "default": True},
+        {"key": "detectors", "label": "Detectors", "default": False},
+        {"key": "latency_first_detector", "label": "→ first det.", "default": True},
+        {"key": "latency_visit_metrics", "label": "→ visit metrics", "default": True},
+    ]
+    return columns
+
+
+def night_cells(row: Any, metric_labels: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """A night row's cells by column key: ``text`` (shown), ``sort`` (ordered by), ``title`` (hover)."""
+    cells: dict[str, dict[str, Any]] = {
+        "image_name": {"text": row.image_name, "sort": row.image_name},
+        "seq_num": {"text": _num(row.seq_num), "sort": _sort_key(row.seq_num)},
+        "obs_time": {
+            "text": _utc(row.obs_time),
+            "sort": _sort_key(row.obs_time),
+            "title": _utc(row.obs_time, "%Y-%m-%d %H:%M:%S UTC"),
+        },
+        "image_type": {"text": row.image_type or "", "sort": row.image_type or ""},
+        "filter": {"text": row.filter or "", "sort": row.filter or ""},
+        "exposure_time": {"text": _num(row.exposure_time), "sort": _sort_key(row.exposure_time)},
+    }
+    for label in metric_labels:
+        value = row.metrics.get(label)
+        cells[f"metric:{label}"] = {"text": _num(value), "sort": _sort_key(value)}
+    state_text = row.state if not row.reason else f"{row.state}: {row.reason}"
+    cells["state"] = {"text": state_text, "sort": row.state, "title": row.reason or "", "cls": f"state-{row.state}"}
+    detail = f"{row.n_done} of {row.n_expected} done, {row.n_failed} failed, {row.n_dropped} dropped"
+    cells["detectors"] = {"text": f"{row.n_done}/{row.n_expected}", "sort": row.n_done, "title": detail}
+    for key in ("latency_first_detector", "latency_visit_metrics"):
+        value = getattr(row, key)
+        cells[key] = {"text": _seconds(value), "sort": _sort_key(value)}
+    return {key: {"title": "", "cls": "", **cell} for key, cell in cells.items()}
+
+
+def image_href(instrument: str, image_name: str) -> str:
+    """The Image page of an image."""
+    return f"/image/{_q(instrument)}/{_q(image_name)}"
+
+
+def night_row_payload(row: Any, metric_labels: Sequence[str]) -> dict[str, Any]:
+    """A night row as the live feed sends it: its fields, its cells, its Image page."""
+    payload = row.as_dict()
+    payload["cells"] = night_cells(row, metric_labels)
+    payload["href"] = image_href(row.instrument, row.image_name)
+    return payload
+
+
+def _csv_cell(value: Any) -> Any:
+    # A spreadsheet runs a cell that starts with one of these as a formula: quote it.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return "" if value is None else value
+
+
+# -- middleware --
+
+
+class ReadOnlyMiddleware:
+    """405 for anything but GET and HEAD; security headers on every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "websocket":  # no websockets here: refuse the handshake
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] not in _ALLOWED_METHODS:
+            response = PlainTextResponse(
+                "Method Not Allowed: this page only reads",
+                status_code=405,
+                headers={"Allow": ", ".join(_ALLOWED_METHODS)},
+            )
+            await response(scope, receive, self._with_headers(send))
+            return
+        await self.app(scope, receive, self._with_headers(send))
+
+    @staticmethod
+    def _with_headers(send: Send) -> Send:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                for name, value in SECURITY_HEADERS.items():
+                    if name.encode() not in present:
+                        headers.append((name.encode(), value.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        return send_with_headers
+
+
+# -- the application --
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        autoescape=True,  # every template, whatever its name
+        undefined=jinja2.ChainableUndefined,  # an event from an older interface lacks fields: shown empty
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["num"] = _num
+    env.filters["utc"] = _utc
+    env.filters["seconds"] = _seconds
+    env.filters["q"] = _q
+    env.filters["http_url"] = _http_url
+    env.globals["image_href"] = image_href
+    return env
+
+
+def create_app(
+    database: str | os.PathLike[str] | ResultsDatabase,
+    output_root: str | os.PathLike[str],
+    *,
+    follow: Sequence[int] = (),
+    allowed_hosts: Sequence[str] | None = None,
+    queue_len: int = 500,
+) -> Starlette:
+    """The page's ASGI application.
+
+    Parameters
+    ----------
+    database : `str`, path-like or `ResultsDatabase`
+        The results database: a SQLAlchemy URL or a SQLite file path (opened on first use, never
+        created), or an open `ResultsDatabase`.
+    output_root : `str` or path-like
+        The products' root directory: the only files served.
+    follow : sequence of `int`
+        SAL indices of the RapidAnalysis CSCs to follow live over DDS (1 LATISS, 2 LSSTComCam,
+        3 LSSTCam); empty for none.
+    allowed_hosts : sequence of `str`, optional
+        Host headers accepted (others get a 400: a DNS rebinding page cannot read a loopback
+        server); None for any.
+    queue_len : `int`
+        Live events each browser may have waiting before it is told it fell behind.
+
+    Returns
+    -------
+    app : `starlette.applications.Starlette`
+        ``app.state.feed`` is the `LiveFeed`, ``app.state.source`` the `PageSource`.
+    """
+    source = PageSource(database)
+    root = pathlib.Path(output_root)
+    env = _environment()
+
+    def labels() -> list[str]:
+        from .queries import HEADLINE_METRICS
+
+        return list(HEADLINE_METRICS)
+
+    def headline_names() -> list[str]:
+        from .queries import HEADLINE_METRICS
+
+        return list(HEADLINE_METRICS.values())
+
+    def lookup_row(instrument: str, image_name: str) -> dict[str, Any] | None:
+        row = source.queries().night_row(instrument, image_name)
+        return None if row is None else night_row_payload(row, labels())
+
+    feed = LiveFeed(follow, row_lookup=lookup_row, queue_len=queue_len)
+
+    def render(name: str, context: Mapping[str, Any], status_code: int = 200) -> HTMLResponse:
+        return HTMLResponse(env.get_template(name).render(**context), status_code=status_code)
+
+    def nav(queries: Any | None) -> dict[str, Any]:
+        instruments = list(feed.states)
+        if queries is not None:
+            instruments += [i for i in queries.instruments() if i not in instruments]
+        return {"nav_instruments": instruments}
+
+    async def page(build: Callable[[], HTMLResponse]) -> Response:
+        """Build a page in a thread; a missing database is a 503 that says why."""
+        try:
+            return await run_in_threadpool(build)
+        except DatabaseUnavailable as e:
+            return await run_in_threadpool(
+                render, "error.html", {"title": "No results database", "message": str(e), **nav(None)}, 503
+            )
+
+    def not_found(message: str) -> HTTPException:
+        return HTTPException(404, message)
+
+    async def now(request: Request) -> Response:
+        def build() -> HTMLResponse:
+            try:
+                extra = nav(source.queries())
+            except DatabaseUnavailable:
+                extra = nav(None)
+            return render("now.html", {"title": "Now", "snapshot": feed.snapshot(), "live": feed.live, **extra})
+
+        return await page(build)
+
+    def latest(kind: str) -> Callable[[Request], Any]:
+        async def redirect(request: Request) -> Response:
+            instrument = request.path_params["instrument"]
+
+            def build() -> Response:
+                days = source.queries().days(instrument)
+                if not days:
+                    raise not_found(f"no nights of {instrument} in the results database")
+                return RedirectResponse(f"/{kind}/{_q(instrument)}/{days[0]}", status_code=302)
+
+            try:
+                return await run_in_threadpool(build)
+            except DatabaseUnavailable as e:
+                return await run_in_threadpool(
+                    render, "error.html", {"title": "No results database", "message": str(e), **nav(None)}, 503
+                )
+
+        return redirect
+
+    def _night_data(instrument: str, day_obs: int) -> tuple[Any, list[Any], list[int]]:
+        """The night's rows; a night with none yet is an empty table (it may be tonight)."""
+        if not 19700101 <= day_obs <= 29991231:
+            raise not_found(f"{day_obs} is not a dayObs (YYYYMMDD)")
+        queries = source.queries()
+        days = queries.days(instrument)
+        rows = queries.night(instrument, day_obs)
+        if not rows and not days and instrument not in feed.states and instrument not in queries.instruments():
+            raise not_found(f"no images of {instrument} in the results database")
+        return queries, rows, days
+
+    async def night(request: Request) -> Response:
+        instrument = request.path_params["instrument"]
+        day_obs = request.path_params["day_obs"]
+
+        def build() -> HTMLResponse:
+            queries, rows, days = _night_data(instrument, day_obs)
+            metric_labels = labels()
+            older = [d for d in days if d < day_obs]
+            newer = [d for d in days if d > day_obs]
+            return render(
+                "night.html",
+                {
+                    "title": f"{instrument} {day_obs}",
+                    "instrument": instrument,
+                    "day_obs": day_obs,
+                    "columns": night_columns(metric_labels),
+                    "rows": [night_row_payload(r, metric_labels) for r in rows],
+                    "previous_day": older[0] if older else None,
+                    "next_day": newer[-1] if newer else None,
+                    "live": instrument in feed.states,
+                    **nav(queries),
+                },
+            )
+
+        return await page(build)
+
+    async def night_json(request: Request) -> Response:
+        instrument = request.path_params["instrument"]
+        day_obs = request.path_params["day_obs"]
+
+        def build() -> JSONResponse:
+            _, rows, _ = _night_data(instrument, day_obs)
+            metric_labels = labels()
+            return JSONResponse({"rows": [night_row_payload(r, metric_labels) for r in rows]})
+
+        return await run_in_threadpool(build)
+
+    async def night_csv(request: Request) -> Response:
+        instrument = request.path_params["instrument"]
+        day_obs = request.path_params["day_obs"]
+
+        def build() -> Response:
+            _, rows, _ = _night_data(instrument, day_obs)
+            metric_labels = labels()
+            fields = [
+                "instrument",
+                "image_name",
+                "day_obs",
+                "seq_num",
+                "obs_time_utc",
+                "image_type",
+                "filter",
+                "exposure_time",
+                "state",
+                "reason",
+                "n_expected",
+                "n_done",
+                "n_failed",
+                "n_dropped",
+                *metric_labels,
+                "latency_first_detector",
+                "latency_visit_metrics",
+            ]
+            out = io.StringIO()
+            writer = csv.writer(out)
+            writer.writerow(fields)
+            for row in rows:
+                values = row.as_dict()
+                values["obs_time_utc"] = _utc(row.obs_time, "%Y-%m-%dT%H:%M:%S.%f")
+                values.update({label: row.metrics.get(label) for label in metric_labels})
+                writer.writerow([_csv_cell(values.get(f)) for f in fields])
+            filename = f"{instrument}_{day_obs}.csv"
+            return Response(
+                out.getvalue(),
+                media_type="text/csv; charset=utf-8",
+                headers={"Content-Disposition": f'attachment; filename="{_q(filename)}"'},
+            )
+
+        return await run_in_threadpool(build)
+
+    async def image(request: Request) -> Response:
+        instrument = request.path_params["instrument"]
+        image_name = request.path_params["image_name"]
+
+        def build() -> HTMLResponse:
+            from ..data.camera import get_instrument
+
+            queries = source.queries()
+            found = queries.image(instrument, image_name)
+            if found is None:
+                raise not_found(f"no image {image_name} of {instrument} in the results database")
+            products = []
+            for product in found.products:
+                href = product_href(root, product.get("path") or "")
+                mime = product.get("mime_type") or ""
+                path = str(product.get("path") or "")
+                is_image = mime.startswith("image/") or path.lower().endswith((".png", ".jpg", ".jpeg", ".svg"))
+                products.append({**product, "href": href, "is_image": is_image and href is not None})
+            try:
+                camera = get_instrument(instrument)
+                names = {d.id: d.name for d in camera.detectors}
+            except ValueError:
+                names = {}
+            detector_names = sorted({n for values in found.detector_metrics.values() for n in values})
+            metric_labels = labels()
+            return render(
+                "image.html",
+                {
+                    "title": image_name,
+                    "instrument": instrument,
+                    "page": found,
+                    "row": night_row_payload(found.row, metric_labels),
+                    "columns": night_columns(metric_labels),
+                    "products": products,
+                    "detector_names": names,
+                    "detector_metric_names": detector_names,
+                    "directories": sorted({str(pathlib.PurePath(p["path"]).parent) for p in products if p["path"]}),
+                    **nav(queries),
+                },
+            )
+
+        return await page(build)
+
+    async def trends(request: Request) -> Response:
+        instrument = request.path_params["instrument"]
+        day_obs = request.path_params["day_obs"]
+        params = request.query_params
+
+        def build() -> HTMLResponse:
+            queries, rows, days = _night_data(instrument, day_obs)
+            names = queries.metric_names(instrument, day_obs)
+            # By default a headline metric against time, and PSF FWHM on the focal plane.
+            preferred = [m for m in headline_names() if m in names] + names
+            metric = params.get("metric") or (preferred[0] if preferred else "")
+            newest = max(rows, key=lambda r: (r.obs_time or 0.0, r.seq_num or 0), default=None)
+            chosen_image = params.get("image") or (newest.image_name if newest else "")
+            detector_metric = params.get("detector_metric") or ("psfFwhm" if "psfFwhm" in names else metric)
+            query = urllib.parse.urlencode
+            return render(
+                "trends.html",
+                {
+                    "title": f"Trends {instrument} {day_obs}",
+                    "instrument": instrument,
+                    "day_obs": day_obs,
+                    "metric_names": names,
+                    "metric": metric,
+                    "images": [r.image_name for r in rows],
+                    "image": chosen_image,
+                    "detector_metric": detector_metric,
+                    "days": days,
+                    "trend_src": "/plot/trend.svg?"
+                    + query({"instrument": instrument, "day_obs": day_obs, "metric": metric}),
+                    "focal_plane_src": "/plot/focal_plane.svg?"
+                    + query({"instrument": instrument, "image": chosen_image, "metric": detector_metric}),
+                    **nav(queries),
+                },
+            )
+
+        return await page(build)
+
+    async def trend_plot(request: Request) -> Response:
+        params = request.query_params
+        instrument = params.get("instrument", "")
+        metric = params.get("metric", "")
+        try:
+            day_obs = int(params.get("day_obs", ""))
+        except ValueError:
+            raise not_found("day_obs must be an integer such as 20251115") from None
+
+        def build() -> Response:
+            from .plots import SVG_MEDIA_TYPE, trend_svg
+
+            points = source.queries().trend(instrument, day_obs, metric)
+            svg = trend_svg(points, metric, f"{instrument} {day_obs}: {metric}")
+            return Response(svg, media_type=SVG_MEDIA_TYPE, headers={"Cache-Control": "no-cache"})
+
+        return await run_in_threadpool(build)
+
+    async def focal_plane_plot(request: Request) -> Response:
+        params = request.query_params
+        instrument = params.get("instrument", "")
+        image_name = params.get("image", "")
+        metric = params.get("metric", "")
+
+        def build() -> Response:
+            from ..data.camera import get_instrument
+            from .plots import SVG_MEDIA_TYPE, focal_plane_svg
+
+            try:
+                get_instrument(instrument)
+            except ValueError as e:
+                raise not_found(str(e)) from None
+            values = source.queries().detector_values(instrument, image_name, metric)
+            svg = focal_plane_svg(instrument, values, metric, f"{image_name}: {metric}")
+            return Response(svg, media_type=SVG_MEDIA_TYPE, headers={"Cache-Control": "no-cache"})
+
+        return await run_in_threadpool(build)
+
+    async def files(request: Request) -> Response:
+        relative = request.path_params["path"]
+        found = await run_in_threadpool(resolve_product, root, relative)
+        if found is None:
+            raise not_found("no such product")
+        # A product is never a page of this site: an HTML product is sent as text.
+        response = FileResponse(found)
+        if "html" in response.headers.get("content-type", ""):
+            response.headers["content-type"] = "text/plain; charset=utf-8"
+        return response
+
+    async def api_now(request: Request) -> Response:
+        return JSONResponse(feed.snapshot())
+
+    async def events(request: Request) -> Response:
+        try:
+            subscription = feed.subscribe()
+        except RuntimeError as e:
+            return PlainTextResponse(str(e), status_code=503)
+
+        async def stream() -> AsyncIterator[str]:
+            try:
+                async for message in subscription.messages(KEEPALIVE):
+                    yield message
+            finally:
+                feed.unsubscribe(subscription)
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    async def error_page(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        title = "Not found" if exc.status_code == 404 else "Error"
+        if request.url.path.startswith(("/files/", "/plot/", "/static/", "/events", "/api/")):
+            return PlainTextResponse(f"{exc.status_code} {exc.detail}", status_code=exc.status_code)
+        return await run_in_threadpool(
+            render,
+            "error.html",
+            {"title": title, "message": str(exc.detail), **nav(None)},
+            exc.status_code,
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            await feed.start()
+        except Exception as e:
+            # The database pages still work; the Now page says why the live part does not.
+            feed.error = f"live feed not started: {e}"
+            _log.error("%s", feed.error)
+        try:
+            yield
+        finally:
+            await feed.close()
+            await run_in_threadpool(source.close)
+
+    routes = [
+        Route("/", now),
+        Route("/api/now", api_now),
+        Route("/events", events),
+        Route("/night/{instrument}", latest("night")),
+        Route("/trends/{instrument}", latest("trends")),
+        Route("/night/{instrument}/{day_obs:int}.csv", night_csv),
+        Route("/night/{instrument}/{day_obs:int}.json", night_json),
+        Route("/night/{instrument}/{day_obs:int}", night),
+        Route("/trends/{instrument}/{day_obs:int}", trends),
+        Route("/image/{instrument}/{image_name:path}", image),
+        Route("/plot/trend.svg", trend_plot),
+        Route("/plot/focal_plane.svg", focal_plane_plot),
+        Route("/files/{path:path}", files),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+    middleware = [Middleware(ReadOnlyMiddleware)]
+    if allowed_hosts is not None:
+        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)))
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={404: error_page, 400: error_page},
+        lifespan=lifespan,
+    )
+    app.state.feed = feed
+    app.state.source = source
+    return app
