@@ -103,6 +103,7 @@ class Host:
         self.aborted: dict[str, str] = {}
         self.aborted_twice: list[str] = []
         self.selections: list[tuple[Selection, int]] = []
+        self.down_selected: list[tuple[str, frozenset[int], int]] = []
         self.failed_images: list[tuple[str, int, str]] = []
         self.kinds: dict[str, str | Exception | asyncio.Event] = {}
 
@@ -126,6 +127,11 @@ class Host:
 
     def publish_selection(self, selection: Selection, n_workers: int) -> None:
         self.selections.append((selection, n_workers))
+
+    def image_down_selected(
+        self, image_name: str, left_out: frozenset[int], n_all: int, n_workers: int, why: str
+    ) -> None:
+        self.down_selected.append((image_name, left_out, n_all))
 
     # The job manager's part
 

@@ -563,7 +563,7 @@ class RapidAnalysisCsc(ConfigurableCsc):
             self.gatherer.add(visit)
         for job in jobs:
             self._submit(job, ignore_limit=ignore_limit)
-            self.recorder.submitted(job)
+            self.recorder.submitted(job, gathered=visit is not None)
 
     def publish_selection(self, selection: Selection, n_workers: int) -> None:
         """Announce the detectors chosen for an image when they differ from the last image's."""
@@ -573,8 +573,16 @@ class RapidAnalysisCsc(ConfigurableCsc):
 
     async def image_kind(self, arrival: ImageArrival) -> str:
         """Science, dispersed or calibration (`InputResolver.image_kind`); raises when it cannot be told."""
-        assert self.inputs is not None
+        assert self.inputs is not None and self.recorder is not None
+        self.recorder.image_heard(arrival)  # its ra_image row, from the moment it is heard
         return await self.inputs.image_kind(arrival)
+
+    def image_down_selected(
+        self, image_name: str, left_out: frozenset[int], n_all: int, n_workers: int, why: str
+    ) -> None:
+        """The image's ra_image row counts the detectors down-selection left out as dropped."""
+        if self.recorder is not None:
+            self.recorder.image_down_selected(image_name, left_out, n_all, n_workers, why)
 
     async def image_failed(self, arrival: ImageArrival, exit_code: int, reason: str) -> None:
         """The one jobResult and results-database row of an image that got no job (see `image_kind`).
@@ -610,6 +618,7 @@ class RapidAnalysisCsc(ConfigurableCsc):
         """Everything a finished job produces (`JobPublisher`), then tell the gatherer and the dispatcher."""
         assert self.publisher is not None and self.recorder is not None
         await self.publisher.publish(job, self.recorder.writer)
+        self.recorder.job_ended(job)  # its image's row
         # One log line per failed job; successes are in jobResult (LOVE need not see 189 per visit).
         level = logging.DEBUG if job.state == JobState.SUCCEEDED else logging.WARNING
         self.log.log(level, "Job %s %s %s: %s", job.job_id, job.pipeline, job.state.value, job.error_report or "ok")
@@ -656,7 +665,7 @@ class RapidAnalysisCsc(ConfigurableCsc):
         await asyncio.get_running_loop().run_in_executor(None, write)
         job.inputs = [str(visit_file)] + [visit.binned[d] for d in sorted(visit.binned)]
         self._submit(job, ignore_limit=True)
-        self.recorder.submitted(job)
+        self.recorder.submitted(job, gather=True)
 
     # -- status --
 
@@ -671,11 +680,25 @@ class RapidAnalysisCsc(ConfigurableCsc):
                 self.log.exception("Could not publish pool status")
             await asyncio.sleep(1.0)
 
+    def _demand_slots(self) -> int:
+        """Job slots this CSC wants of an autoscaling cluster (`WorkerPool.report_demand`).
+
+        Its running and queued jobs; in autonomous mode with automatic down-selection, at least
+        the workers that would afford the manual pattern at the measured cost and cadence, so that
+        a cluster can grow out of down-selection rather than only shrink into it.
+        """
+        jobs = self.job_manager
+        slots = jobs.n_running + jobs.n_queued if jobs is not None else 0
+        if self.dispatcher is not None:
+            slots = max(slots, self.selector.workers_for_manual_pattern() or 0)
+        return slots
+
     async def _publish_status(self) -> None:
         pool, jobs = self.pool, self.job_manager
         if pool is None or jobs is None or self.config is None:
             return
         info = await pool.refresh()
+        await pool.report_demand(self.instrument.name, self._demand_slots())
         lag = jobs.oldest_queued_age()
         keeping_up = lag <= self.config.lag_threshold
         self.tel_poolStatus.set_write(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -48,6 +49,10 @@ class ImageArrival:
         The file's URL (``largeFileObjectAvailable`` only).
     generator : `str`
         Who announced the file (``largeFileObjectAvailable`` only).
+    exposure_time : `float`
+        The requested exposure time (s; ``endReadout`` only, else NaN).
+    readout_tai : `float`
+        When the readout ended (TAI; ``endReadout`` only, else 0).
     """
 
     image_name: str
@@ -58,6 +63,8 @@ class ImageArrival:
     sent_tai: float = 0.0
     url: str = ""
     generator: str = ""
+    exposure_time: float = math.nan
+    readout_tai: float = 0.0
 
 
 def split_colon_list(text: str) -> list[str]:
@@ -169,6 +176,8 @@ class ImageListener:
                 group_id=items.get("groupId", ""),
                 source="endReadout",
                 sent_tai=float(data.private_sndStamp),
+                exposure_time=float(data.requestedExposureTime),
+                readout_tai=float(data.timestampEndOfReadout),
             )
         )
 

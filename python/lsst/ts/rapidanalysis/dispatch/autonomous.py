@@ -247,6 +247,10 @@ class DispatcherHost(Protocol):
 
     def publish_selection(self, selection: Selection, n_workers: int) -> None: ...
 
+    def image_down_selected(
+        self, image_name: str, left_out: frozenset[int], n_all: int, n_workers: int, why: str
+    ) -> None: ...
+
 
 @dataclasses.dataclass
 class _Image:
@@ -419,6 +423,10 @@ class AutonomousDispatcher:
             )
         if kind == ImageKind.SCIENCE:
             image.left_out = self._imaging - set(selection.detectors)
+            if image.left_out:  # the image's record counts them as dropped until caught up
+                self.host.image_down_selected(
+                    arrival.image_name, frozenset(image.left_out), len(self._imaging), self.n_workers, selection.reason
+                )
         self.images[arrival.image_name] = image
         for name in [name for name, old in self.images.items() if old.rank > rank]:
             self.images.move_to_end(name)  # kept in arrival order, the newest last
