@@ -96,3 +96,16 @@ def test_gather_without_a_visit_description_fails_clearly(tmp_path: pathlib.Path
     with pytest.raises(PipelineError) as info:
         SfmGatherPipeline().run([tmp_path / "visit.json"], SfmGatherConfig(), context)
     assert info.value.exit_code == 3 and "visit description" in str(info.value)
+
+
+def test_ellipticity_is_the_median_of_each_detectors_modulus() -> None:
+    # e of opposite signs: a median e1, e2 pair would be near 0; each detector's |e| is 0.05 or 0.1.
+    rows = [
+        {"detector": 0, "e1": 0.03, "e2": 0.04},
+        {"detector": 1, "e1": -0.03, "e2": -0.04},
+        {"detector": 2, "e1": 0.0, "e2": -0.1},
+        {"detector": 3, "e1": math.nan, "e2": 0.2},  # not measured: left out
+    ]
+    metrics = visit_metrics(rows, airmass=None, band=None, witness=None)
+    assert metrics["ellipticityMedian"] == pytest.approx(0.05)
+    assert math.isnan(visit_metrics([], airmass=None, band=None, witness=None)["ellipticityMedian"])

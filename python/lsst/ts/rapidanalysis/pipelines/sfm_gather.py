@@ -12,10 +12,10 @@ Visit metrics (``ra-algorithms.md`` §2, averages are nanmeans over detectors):
 * ``psfGradient`` = √(FWHM₉₅² − FWHM₀₅²) over the per-detector FWHMs (warning ≥ 0.65″, bad
   ≥ 0.85″; NaN with fewer than 3 detectors);
 * ``psfFwhmStandardized`` = median FWHM · airmass^−0.6 · (λ_eff/500 nm)^0.2;
-* ``e1Median``, ``e2Median``, ``skyBgMedian``, ``zeroPointMedian``, ``nPsfStarTotal``,
-  ``effTimeMedian``; and for the database the min/median/max of every detector metric (as
-  ConsDB's ``visit1_quicklook``), ``zeroPointRealMedian`` (ZP − 2.5 log10 t) and the witness
-  detector's FWHM.
+* ``e1Median``, ``e2Median``, ``ellipticityMedian`` (median over detectors of √(e1² + e2²)),
+  ``skyBgMedian``, ``zeroPointMedian``, ``nPsfStarTotal``, ``effTimeMedian``; and for the
+  database the min/median/max of every detector metric (as ConsDB's ``visit1_quicklook``),
+  ``zeroPointRealMedian`` (ZP − 2.5 log10 t) and the witness detector's FWHM.
 
 Products: the focal-plane FWHM/whisker map and the binned mosaic (PNG).
 """
@@ -124,6 +124,21 @@ def visit_metrics(
         "psfGradient": gradient,
         "e1Median": _stat(_values(rows, "e1"), "median"),
         "e2Median": _stat(_values(rows, "e2"), "median"),
+        # |e| per detector, then the median: the page's "ellipticity" (a median e1, e2 pair would cancel).
+        "ellipticityMedian": _stat(
+            np.array(
+                [
+                    math.hypot(r["e1"], r["e2"])
+                    for r in rows
+                    if isinstance(r.get("e1"), int | float)
+                    and isinstance(r.get("e2"), int | float)
+                    and math.isfinite(r["e1"])
+                    and math.isfinite(r["e2"])
+                ],
+                float,
+            ),
+            "median",
+        ),
         "skyBgMedian": _stat(_values(rows, "skyBg"), "median"),
         "zeroPointMedian": _stat(_values(rows, "zeroPoint"), "median"),
         "nPsfStarTotal": int(_values(rows, "nPsfStar").sum()),

@@ -133,9 +133,10 @@ ra_metric = sa.Table(
     sa.Index("ix_ra_metric_job_id", "job_id"),
     sa.Index("ix_ra_metric_name", "name"),
     # The page (schema version 2): an image's per-image metrics by name (detector NULL), a
-    # detector's metric, and whether a job wrote per-detector rows, each one index range.
+    # detector's metric, whether a job wrote per-detector rows and the names of a job's per-image
+    # metrics, each one index range (the second covers what it reads).
     sa.Index("ix_ra_metric_image_detector_name", "image_name", "detector", "name"),
-    sa.Index("ix_ra_metric_job_detector", "job_id", "detector"),
+    sa.Index("ix_ra_metric_job_detector", "job_id", "detector", "name"),
 )
 
 ra_product = sa.Table(
