@@ -29,6 +29,7 @@ import yaml
 from lsst.ts.idl.enums.OCPS import SalIndex
 
 from lsst.ts.rapidanalysis.csc import CONFIG_SCHEMA
+from lsst.ts.rapidanalysis.dispatch.scheduler_setup import DEMAND_KEY
 from lsst.ts.rapidanalysis.sal.config_validator import DefaultingValidator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +37,7 @@ DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "kubernetes"
 PLAIN = DEPLOY / "plain"
 PRELOAD = "lsst.ts.rapidanalysis.dispatch.worker_setup"
+SCHEDULER_PRELOAD = "lsst.ts.rapidanalysis.dispatch.scheduler_setup"
 CONFIG_SUBDIR = "RapidAnalysis/v1"
 DASK_API = "kubernetes.dask.org/v1"
 # The operator names the scheduler's Service after the cluster and injects this into workers.
@@ -327,6 +329,15 @@ def test_worker_command() -> None:
         limits = container["resources"]["limits"]
         assert int(opts["--nthreads"]) <= quantity(limits["cpu"]), "more threads than the cpu limit"
         assert quantity(opts["--memory-limit"]) <= quantity(limits["memory"]), "Dask's memory limit over the pod's"
+
+
+def test_the_scheduler_preloads_the_demand_hook() -> None:
+    """Both recipes' schedulers make adaptive_target count the CSCs' demand (issue 14, autoscaling)."""
+    for cluster in dask_clusters():
+        container = one_container(cluster["spec"]["scheduler"]["spec"], "scheduler")
+        assert options(argv(container)).get("--preload") == SCHEDULER_PRELOAD
+    assert f"--preload {SCHEDULER_PRELOAD}\n" in (PLAIN / "scheduler.sh").read_text() + "\n"
+    assert callable(importlib.import_module(SCHEDULER_PRELOAD).dask_setup)
 
 
 def test_preload_module_imports() -> None:
@@ -646,6 +657,9 @@ def test_plain_scheduler_and_worker_run(tmp_path: Path) -> None:
             # Every built-in pipeline imported at start (dask_setup), not in its first job.
             assert all(client.run(lambda: "lsst.ts.rapidanalysis.pipelines.sfm" in sys.modules).values())
             assert client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.allowed_failures) == 1
+            # The scheduler preload: a CSC's demand counts in the autoscaling target.
+            client.set_metadata([*DEMAND_KEY, "LSSTCam"], {"slots": 40, "time": time.time()})
+            assert client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.adaptive_target()) == 40
     finally:
         for process in reversed(processes):
             process.terminate()

@@ -602,3 +602,36 @@ def test_spread_order_of_a_subset_and_of_small_cameras() -> None:
     comcam = spread_order(COMCAM, range(9))
     assert comcam[0] == 4  # S11
     assert set(comcam[1:5]) == {0, 2, 6, 8}  # then the corners
+
+
+# What automatic mode would need: the demand reported to an autoscaling cluster
+
+
+def test_workers_for_manual_pattern_inverts_affordable_detectors() -> None:
+    # 189 detectors x 1 s / (34 s x 0.85) = 6.54: 7 workers afford "all", 6 do not.
+    selector = FocalPlaneSelector(CAM, model(cost=1.0), n_workers=2)
+    selector.set_mode("all", automatic=True)
+    assert selector.workers_for_manual_pattern() == 7
+    assert selector.throughput.affordable_detectors(7) >= 189 > selector.throughput.affordable_detectors(6)
+    # The manual pattern is the ceiling: ultra-minimal's 17 detectors need 1 worker.
+    selector.set_mode("ultra-minimal", automatic=True)
+    assert selector.workers_for_manual_pattern() == 1
+
+
+@pytest.mark.parametrize("cost", [0.05, 0.3, 0.6, 1.0, 2.7, 5.78, 34.0])
+def test_workers_for_manual_pattern_is_the_fewest_that_afford_it(cost: float) -> None:
+    selector = FocalPlaneSelector(CAM, model(cost=cost), n_workers=1)
+    selector.set_mode("all", automatic=True)
+    n = selector.workers_for_manual_pattern()
+    assert n is not None
+    assert selector.throughput.affordable_detectors(n) >= 189
+    assert n == 0 or selector.throughput.affordable_detectors(n - 1) < 189
+
+
+def test_workers_for_manual_pattern_only_when_automatic_and_measured() -> None:
+    selector = FocalPlaneSelector(CAM, model(cost=1.0), n_workers=2)
+    selector.set_mode("all", automatic=False)
+    assert selector.workers_for_manual_pattern() is None
+    unmeasured = FocalPlaneSelector(CAM, ThroughputModel(), n_workers=2)
+    unmeasured.set_mode("all", automatic=True)
+    assert unmeasured.workers_for_manual_pattern() is None

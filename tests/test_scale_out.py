@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import yaml
+from distributed.core import rpc
 
 from lsst.ts.rapidanalysis.dispatch.affinity import home_worker
 from lsst.ts.rapidanalysis.results.database import open_results
@@ -76,7 +77,16 @@ class Cluster:
         log = self.root / "scheduler" / "log.txt"
         before = log.read_text() if log.exists() else ""
         self.scheduler = await self._spawn(
-            "scheduler", "scheduler", "--host", "127.0.0.1", "--port", str(self.port), "--no-dashboard"
+            "scheduler",
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--no-dashboard",
+            # As deployed: adaptive_target counts the CSCs' demand.
+            "--preload",
+            "lsst.ts.rapidanalysis.dispatch.scheduler_setup",
         )
         await wait_until(
             lambda: "Scheduler at:" in log.read_text()[len(before) :], STD_TIMEOUT, "the scheduler to listen"
@@ -364,4 +374,33 @@ class ScaleOutTestCase(RapidAnalysisTestMixin, BaseCscTestCase, unittest.Isolate
                 assert all(r.success for r in await self.job_results(ids, timeout=60))
                 await cluster.kill(cluster.workers["w2"])  # and takes it away
                 await wait_until(lambda: self.csc.job_manager.slots == 1, STD_TIMEOUT, "back to one slot")
+                self.assert_enabled()
+
+    async def test_the_scheduler_s_autoscaling_target_counts_the_csc_s_queue(self) -> None:
+        # One worker of one thread and five jobs: Dask sees one task, the CSC holds the others.
+        async with self.cluster({"w1": []}) as cluster:
+            async with self.csc_on(self.write_config(demand_hold=3.0)):
+                await wait_until(lambda: self.csc.pool.info.n_workers == 1, STD_TIMEOUT, "the worker")
+
+                async def target() -> int:
+                    async with rpc(cluster.address) as scheduler:
+                        return int(await scheduler.adaptive_target())
+
+                assert await target() <= 1
+                job_ids = [
+                    await self.process("test.sleep", {"obsid": OBSID}, config={"duration": 2.0}) for _ in range(5)
+                ]
+                # The operator's autoscaler would now ask for five workers, not one.
+                deadline = asyncio.get_running_loop().time() + STD_TIMEOUT
+                while await target() < 5:
+                    assert asyncio.get_running_loop().time() < deadline, "the target never counted the queue"
+                    await asyncio.sleep(0.2)
+                assert self.csc.job_manager.n_queued >= 3  # the queue was the CSC's, not the scheduler's
+                results = [await self.next_job_result(timeout=60) for _ in job_ids]
+                assert {r.jobId for r in results} == set(job_ids) and all(r.success for r in results)
+                # Done: after demand_hold the demand falls back, so the cluster may shrink again.
+                deadline = asyncio.get_running_loop().time() + STD_TIMEOUT
+                while await target() > 1:
+                    assert asyncio.get_running_loop().time() < deadline, "the target never fell back"
+                    await asyncio.sleep(0.2)
                 self.assert_enabled()

@@ -10,7 +10,9 @@ set -euo pipefail
 # jobResult) instead of killing worker after worker. Keep it equal to the CSC's job_reruns.
 export DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=1
 
+# The preload makes adaptive_target (what an autoscaler asks) count the CSCs' own queues.
 exec dask scheduler \
     --host "${RA_SCHEDULER_HOST:-127.0.0.1}" \
     --port "${RA_SCHEDULER_PORT:-8786}" \
-    --dashboard-address "${RA_DASHBOARD_ADDRESS:-127.0.0.1:8787}"
+    --dashboard-address "${RA_DASHBOARD_ADDRESS:-127.0.0.1:8787}" \
+    --preload lsst.ts.rapidanalysis.dispatch.scheduler_setup

@@ -346,6 +346,7 @@ class RapidAnalysisCsc(ConfigurableCsc):
             on_too_small=self._pool_too_small,
             reconnect_timeout=config.scheduler_reconnect_timeout,
             job_reruns=config.job_reruns,
+            demand_hold=config.demand_hold,
             log=self.log,
         )
         try:
@@ -680,11 +681,25 @@ class RapidAnalysisCsc(ConfigurableCsc):
                 self.log.exception("Could not publish pool status")
             await asyncio.sleep(1.0)
 
+    def _demand_slots(self) -> int:
+        """Job slots this CSC wants of an autoscaling cluster (`WorkerPool.report_demand`).
+
+        Its running and queued jobs; in autonomous mode with automatic down-selection, at least
+        the workers that would afford the manual pattern at the measured cost and cadence, so that
+        a cluster can grow out of down-selection rather than only shrink into it.
+        """
+        jobs = self.job_manager
+        slots = jobs.n_running + jobs.n_queued if jobs is not None else 0
+        if self.dispatcher is not None:
+            slots = max(slots, self.selector.workers_for_manual_pattern() or 0)
+        return slots
+
     async def _publish_status(self) -> None:
         pool, jobs = self.pool, self.job_manager
         if pool is None or jobs is None or self.config is None:
             return
         info = await pool.refresh()
+        await pool.report_demand(self.instrument.name, self._demand_slots())
         lag = jobs.oldest_queued_age()
         keeping_up = lag <= self.config.lag_threshold
         self.tel_poolStatus.set_write(

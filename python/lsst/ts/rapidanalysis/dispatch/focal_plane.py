@@ -860,6 +860,28 @@ class FocalPlaneSelector:
             return Selection(manual.at(phase), manual.pattern, phase, reason, "manual")
         return self._automatic(phase)
 
+    def workers_for_manual_pattern(self) -> int | None:
+        """Workers that would afford the manual pattern every visit, when automatic mode is measuring.
+
+        The inverse of `ThroughputModel.affordable_detectors` for the manual pattern's count: the
+        demand a CSC reports to an autoscaling cluster while down-selection leaves detectors out
+        for want of workers. None when automatic mode is off or the model is not ready (the
+        measured cost and cadence are what say how many workers would do).
+        """
+        model = self.throughput
+        if not self._mode.automatic or not model.ready:
+            return None
+        cost, cadence = model.cost_per_detector, model.cadence
+        assert cost is not None and cadence is not None  # model.ready guarantees both
+        count = self._ladder[0].count
+        per_worker = cadence * model.margin / cost  # detectors one worker finishes per cadence
+        if per_worker <= 0:
+            return count  # no cadence: every detector at once
+        workers = math.ceil(count / per_worker - 1e-9)
+        while workers > 0 and model.affordable_detectors(workers - 1, cadence) >= count:
+            workers -= 1  # the epsilon of affordable_detectors may afford it with one fewer
+        return workers
+
     def preview(self) -> frozenset[int]:
         """The detectors the manual pattern selects for the next visit (nothing is counted)."""
         return self._ladder[0].at(_phase_of_visit(self._mode.variation, self._n_dispatched))

@@ -18,6 +18,7 @@ CSC) and says what it sees:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -29,6 +30,7 @@ from distributed import Client, LocalCluster
 
 from .. import __version__
 from .pool_watch import MembershipWatch
+from .scheduler_setup import DEMAND_KEY
 from .worker_identity import WorkerIdentity, exclusion, worker_identity
 
 __all__ = ["WorkerPool", "PoolInfo", "PoolLostError", "PoolWorker"]
@@ -38,6 +40,8 @@ _WORKER_PRELOAD = "lsst.ts.rapidanalysis.dispatch.worker_task"
 _PROBE_TIMEOUT = 5.0
 #: Seconds between attempts to reconnect to a lost scheduler, at most.
 _RECONNECT_INTERVAL = 2.0
+#: Seconds after which an unchanged demand is sent again (the scheduler ignores it after 60 s).
+_DEMAND_REFRESH = 10.0
 
 Callback = Callable[[str], Awaitable[None]]
 
@@ -133,6 +137,8 @@ class WorkerPool:
     job_reruns : `int`
         Times the scheduler may re-run a task whose worker died (a local pool's
         ``allowed-failures``; an external scheduler has its own setting).
+    demand_hold : `float`
+        Seconds over which `report_demand` reports the peak demand.
     log : `logging.Logger`
         Logger.
 
@@ -163,6 +169,7 @@ class WorkerPool:
         on_too_small: Callback | None = None,
         reconnect_timeout: float = 0.0,
         job_reruns: int = 1,
+        demand_hold: float = 120.0,
         log: logging.Logger | None = None,
     ) -> None:
         self.scheduler_address = scheduler_address
@@ -172,6 +179,7 @@ class WorkerPool:
         self.on_lost = on_lost
         self.reconnect_timeout = reconnect_timeout
         self.job_reruns = job_reruns
+        self.demand_hold = demand_hold
         self.log = log or logging.getLogger(__name__)
         self.on_disconnected: Callback | None = None
         self.on_reconnected: Callback | None = None
@@ -193,6 +201,8 @@ class WorkerPool:
         self._closing = False
         self._replace_task: asyncio.Task | None = None
         self._reconnect_task: asyncio.Task | None = None
+        self._last_demand: tuple[int, float] | None = None
+        self._demand_history: collections.deque[tuple[float, int]] = collections.deque()
 
     @property
     def is_local(self) -> bool:
@@ -321,6 +331,40 @@ class WorkerPool:
             if self.on_workers_changed is not None:
                 self.on_workers_changed()
         return self.info
+
+    async def report_demand(self, instrument: str, slots: int) -> None:
+        """Tell an external scheduler how many job slots this CSC wants (its autoscaling demand).
+
+        Kept in the scheduler's metadata under ``rapid_analysis/demand/<instrument>`` with the
+        time; a scheduler that preloads `scheduler_setup` counts it in ``adaptive_target``. What
+        is sent is the peak of the last ``demand_hold`` seconds, so that a cluster sized for one visit is still
+        there for the next. Only what changed is sent, and at least every 10 s so that the demand
+        stays fresh. Nothing for a
+        local pool (its size is the configuration's), nor while reconnecting; a failed report is
+        logged at debug level (the next status tick notices a lost scheduler).
+        """
+        client = self.client
+        if self.is_local or client is None or self.reconnecting or self._lost:
+            return
+        now = time.time()
+        # The peak of the last demand_hold seconds: a visit's jobs are done in seconds and the
+        # next comes 34 s later; the cluster must not shrink and grow again between the two.
+        history = self._demand_history
+        history.append((now, slots))
+        while history and history[0][0] < now - self.demand_hold:
+            history.popleft()
+        slots = max(wanted for _, wanted in history)
+        last = self._last_demand
+        if last is not None and last[0] == slots and now - last[1] < _DEMAND_REFRESH:
+            return
+        try:
+            await asyncio.wait_for(
+                client.set_metadata([*DEMAND_KEY, instrument], {"slots": slots, "time": now}), _PROBE_TIMEOUT
+            )
+        except Exception as e:
+            self.log.debug("Could not report the demand (%d slots) to the scheduler: %r", slots, e)
+            return
+        self._last_demand = (slots, now)
 
     def _pool_worker(self, address: str, scheduler_view: dict) -> PoolWorker:
         identity = self._identities.get(address)
