@@ -39,6 +39,10 @@ def test_demo_runs_end_to_end(tmp_path: pathlib.Path) -> None:
     assert "sfm on 1 detectors + gather + mount_torque: ok" in out, out
     assert "FWHM" in out and "mount az/el RMS" in out, out
     assert "Results database:" in out, out
+    # The page served while it ran, showing both images the camera took.
+    assert "The page, live while the demo runs: http://127.0.0.1:" in out, out
+    assert "The page: 2 of 2 images in the night table" in out, out
+    assert f"rapid_analysis serve --output-root {workdir / 'products'}" in out, out
     # Then a focus sweep, as OCPS:101 would ask for it: best focus against the simulator's truth.
     assert "focus_sweep → best focus" in out and "truth" in out, out
 

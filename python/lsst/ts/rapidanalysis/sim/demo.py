@@ -9,7 +9,9 @@ images — while Rapid Analysis processes each image by itself as the camera rea
 ``--focus-sweep`` visits at 0.1 mm steps of ``FOCUSZ`` around a true best focus, written straight
 into the raw store (`lsst.ts.rapidanalysis.sim.focus`: the camera simulator does not move focus),
 and one ``processData(pipeline="focus_sweep")`` on them. It prints what came back per image, the
-best focus against the truth, and where the products and the results database are.
+best focus against the truth, and where the products and the results database are. The page
+(``rapid_analysis serve``, in a process of its own) serves the night as it happens, at the address
+the demo prints first; ``rapid_analysis serve --output-root WORKDIR/products`` shows it afterwards.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from ..data.camera import get_instrument
 from ..sal import Domain, Remote, State, set_summary_state
 from ..sal.testutils import set_random_lsst_dds_partition_prefix
 from .csc_process import start_rapid_analysis
+from .page_process import check_page, start_page
 
 __all__ = ["add_demo_arguments", "run_demo_command", "DemoObservation"]
 
@@ -139,6 +142,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--focus-sweep", type=int, default=5, metavar="N", help="visits of the focus sweep at the end (0: none)"
     )
+    parser.add_argument("--no-page", action="store_true", help="do not serve the page while the demo runs")
 
 
 def _say(message: str) -> None:
@@ -179,7 +183,11 @@ async def run_demo(args: argparse.Namespace) -> int:
         int(instrument.sal_index), config_dir, log_path=workdir / "rapid_analysis.log"
     )
     observations: list[DemoObservation] = []
+    page: asyncio.subprocess.Process | None = None
     try:
+        if not args.no_page:
+            page, url = await start_page(products, int(instrument.sal_index), workdir / "page.log")
+            _say(f"   The page, live while the demo runs: {url}/  (night: {url}/night/{instrument.name})")
         telescope = make_telescope(instrument, writer.write_exposure, time_scale=args.time_scale)
         async with Domain() as domain:
             # Subscribe only to what the script reads (an unread heartbeat queue fills and warns).
@@ -236,6 +244,10 @@ async def run_demo(args: argparse.Namespace) -> int:
             else:
                 sweep_ok = True
 
+            if page is not None:
+                names = [o.obsid for o in observations]
+                shown = await asyncio.to_thread(check_page, url, instrument.name, names)
+                _say(f"   The page: {shown} ({url}/night/{instrument.name})")
             _say("4. Shutting the Rapid Analysis CSC down (standby → offline)")
             await set_summary_state(ra, State.OFFLINE, timeout=120)
             await ra.close()
@@ -243,9 +255,10 @@ async def run_demo(args: argparse.Namespace) -> int:
         await telescope.close()
         code = await asyncio.wait_for(ra_process.wait(), 60)
     finally:
-        if ra_process.returncode is None:
-            ra_process.terminate()
-            await ra_process.wait()
+        for process in (ra_process, page):
+            if process is not None and process.returncode is None:
+                process.terminate()
+                await process.wait()
 
     _print_summary(observations, products)
     return 0 if observations and all(o.success for o in observations) and sweep_ok and code == 0 else 1
@@ -347,6 +360,7 @@ def _print_summary(observations: list[DemoObservation], products: pathlib.Path) 
     _say(f"Results database: {database}")
     query = f"from lsst.ts.rapidanalysis.results import open_results; print(open_results('{database}').jobs())"
     _say(f'  python -c "{query}"')
+    _say(f"The page, afterwards: rapid_analysis serve --output-root {products}")
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
