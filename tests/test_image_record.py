@@ -228,7 +228,8 @@ async def test_command_image_takes_the_raw_header(recorder: JobRecorder, tmp_pat
 
 
 async def test_image_that_got_no_job_and_jobs_of_no_image(recorder: JobRecorder, tmp_path: pathlib.Path) -> None:
-    # The undispatched image's one job, published without being queued.
+    # The undispatched image's one job, published without being queued (the image was heard first).
+    recorder.image_heard(ImageArrival(OBSID))
     failed = end(
         job(pipeline="image_kind", detector=None), JobState.FAILED, exit_code=ExitCode.NO_INPUT, error_report="no raw"
     )
@@ -265,3 +266,25 @@ async def test_a_failed_image_write_is_logged(
     assert any(
         "Results database write failed" in r.getMessage() and "sometimes" in r.getMessage() for r in caplog.records
     )
+
+
+async def test_jobs_left_by_a_restart_end_in_the_stored_row(recorder: JobRecorder, tmp_path: pathlib.Path) -> None:
+    """The earlier process wrote the row; this one ends its jobs left queued (exit 5) in it."""
+    assert recorder.writer is not None
+    await recorder.writer.write(
+        lambda db: db.record_image(
+            "LSSTComCam", OBSID, n_expected=3, n_done=1, n_failed=0, n_dropped=0, state="processing"
+        )
+    )
+    for _ in range(2):
+        left = end(job(), JobState.FAILED, exit_code=ExitCode.CSC_RESTARTED, error_report="the CSC restarted")
+        recorder.job_ended(left)
+    await settle(recorder)
+    row = row_of(tmp_path)
+    assert (row["n_expected"], row["n_done"], row["n_failed"], row["state"]) == (3, 1, 2, "partial")
+    assert row["reason"] == "the CSC restarted before some of its jobs ended (exit 5)"
+    # A job of an image nobody heard of, ending for another reason: no row is made up.
+    recorder.job_ended(end(job(data_id=DataId("LSSTComCam", obsid="CC_O_20251115_000099", day_obs=20251115))))
+    await settle(recorder)
+    with ResultsDatabase(tmp_path / "results.sqlite3") as db:
+        assert db.image_row("LSSTComCam", "CC_O_20251115_000099") is None

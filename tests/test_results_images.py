@@ -144,6 +144,13 @@ def test_in_a_batch_with_jobs(db):
         heard(db, "MC_O_20251115_000002")
         db.record_image("LSSTCam", "MC_O_20251115_000002", state="bad")
     assert db.image_row("LSSTCam", "MC_O_20251115_000002") is None  # rolled back together
+    # Reads inside a batch see its writes (a read-modify-write in the CSC's writer thread).
+    with db.batch():
+        heard(db, "MC_O_20251115_000003", n_failed=1)
+        row = db.image_row("LSSTCam", "MC_O_20251115_000003")
+        assert row is not None and row["n_failed"] == 1
+        db.record_image("LSSTCam", "MC_O_20251115_000003", n_failed=row["n_failed"] + 1)
+    assert db.image_row("LSSTCam", "MC_O_20251115_000003")["n_failed"] == 2
 
 
 def _make_version_1(path) -> None:

@@ -520,8 +520,16 @@ class ResultsDatabase:
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sa.Connection]:
-        """A connection for queries (one snapshot; rolled back at the end)."""
+        """A connection for queries (one snapshot; rolled back at the end).
+
+        Inside `batch` (in this thread), the batch's own connection: a read-modify-write in a
+        batch sees the batch's earlier writes.
+        """
         self._check_open()
+        conn = getattr(self._batch, "conn", None)
+        if conn is not None:
+            yield conn
+            return
         with self._engine.connect() as conn:
             yield conn
 

@@ -148,23 +148,29 @@ class ImageRecord:
 
     @property
     def pending(self) -> int:
+        """Units whose job has not ended."""
         return self._count(_PENDING)
 
     @property
     def n_done(self) -> int:
+        """Units whose job succeeded."""
         return self._count(_DONE)
 
     @property
     def state(self) -> str:
         """One of `IMAGE_STATES` (see the module docstring)."""
-        if not self.units or self.pending:
+        return self.state_of(len(self.units), self.n_done, self._count(_FAILED), self.pending)
+
+    @staticmethod
+    def state_of(n_expected: int, n_done: int, n_failed: int, n_pending: int) -> str:
+        """The state rule (see the module docstring) on counts."""
+        if n_expected <= 0 or n_pending > 0:
             return "processing"
-        done, failed = self.n_done, self._count(_FAILED)
-        if done == len(self.units):
+        if n_done >= n_expected:
             return "complete"
-        if done:
+        if n_done:
             return "partial"
-        return "failed" if failed else "dropped"
+        return "failed" if n_failed else "dropped"
 
     @property
     def reason(self) -> str | None:

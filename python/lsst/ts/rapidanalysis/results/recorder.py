@@ -254,9 +254,13 @@ class JobRecorder:
         try:
             known = self._job_units.pop(job.job_id, None)
             if known is None:
-                # Never queued here: an image that got no job, or a job an earlier CSC process left.
-                record = self._image_of_job(job)
+                # Never queued here: the one job of an image that got none (heard here, so known), or
+                # a job an earlier CSC process left, whose image's row that process wrote.
+                obsid = job.data_id.obsid
+                record = self._images.get(obsid) if obsid else None
                 if record is None:
+                    if obsid and job.exit_code == ExitCode.CSC_RESTARTED:
+                        self._left_by_restart(obsid, job)
                     return
                 unit: Unit | None = record.add_job(job)
             else:
@@ -275,6 +279,37 @@ class JobRecorder:
             self._changed(record)
         except Exception:
             self.log.exception("Image row of job %s not updated", job.job_id)
+
+    def _left_by_restart(self, image_name: str, job: Job) -> None:
+        """Count a job an earlier CSC process left unfinished as failed in its image's row (as stored)."""
+        instrument = self.instrument
+
+        def update(database: ResultsDatabase) -> None:
+            row = database.image_row(instrument, image_name)
+            if row is None or row["state"] != "processing":
+                return
+            counts = {key: int(row[key] or 0) for key in ("n_expected", "n_done", "n_failed", "n_dropped")}
+            counts["n_failed"] += 1
+            pending = counts["n_expected"] - counts["n_done"] - counts["n_failed"] - counts["n_dropped"]
+            note = "the CSC restarted before some of its jobs ended (exit 5)"
+            reason = row["reason"] or ""
+            if note not in reason:
+                reason = f"{reason}; {note}" if reason else note
+            state = ImageRecord.state_of(counts["n_expected"], counts["n_done"], counts["n_failed"], pending)
+            database.record_image(instrument, image_name, n_failed=counts["n_failed"], state=state, reason=reason)
+
+        self._write_call(update, "image row of a job left by a restart")
+
+    def _write_call(self, write: Callable[[ResultsDatabase], Any], what: str) -> None:
+        """As `_write`, for a function of the database."""
+        if self.writer is None:
+            return
+        try:
+            future = self.writer.write(write)
+        except RuntimeError as e:  # closed
+            self.log.error("Results database write (%s) not done: %s", what, e)
+            return
+        future.add_done_callback(self._write_done)
 
     def _read_header(self, record: ImageRecord, raw: str) -> None:
         """Fill in what the image's raw header says (type, filter, exposure time), read in a thread."""
