@@ -45,7 +45,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..results.database import ResultsDatabase
 from .files import product_href, resolve_product
-from .live import LiveFeed
+from .live import LiveFeed, sse_message
 
 __all__ = ["create_app", "PageSource", "DatabaseUnavailable", "night_columns", "night_row_payload"]
 
@@ -156,7 +156,7 @@ def _num(value: Any, digits: int = 3) -> str:
         if size >= 1e6 or size < 1e-3:
             return f"{value:.{digits}g}"
         if size < 1:
-            return f"{value:.{digits}f}".rstrip("0") if size >= 0.1 else f"{value:.{digits}g}"
+            return f"{value:#.{digits}g}"  # "#": trailing zeros kept (0.900, not 0.9)
         if size < 100:
             return f"{value:.2f}"
         return f"{value:.1f}" if size < 1000 else f"{value:.0f}"
@@ -560,7 +560,12 @@ def create_app(
             metric = params.get("metric") or (preferred[0] if preferred else "")
             newest = max(rows, key=lambda r: (r.obs_time or 0.0, r.seq_num or 0), default=None)
             chosen_image = params.get("image") or (newest.image_name if newest else "")
-            detector_metric = params.get("detector_metric") or ("psfFwhm" if "psfFwhm" in names else metric)
+            # The focal-plane choices are the chosen image's per-detector metrics.
+            found = queries.image(instrument, chosen_image) if chosen_image else None
+            detector_names = sorted({n for values in found.detector_metrics.values() for n in values}) if found else []
+            detector_metric = params.get("detector_metric") or (
+                "psfFwhm" if "psfFwhm" in detector_names else (detector_names[0] if detector_names else "")
+            )
             query = urllib.parse.urlencode
             return render(
                 "trends.html",
@@ -569,6 +574,7 @@ def create_app(
                     "instrument": instrument,
                     "day_obs": day_obs,
                     "metric_names": names,
+                    "detector_metric_names": detector_names,
                     "metric": metric,
                     "images": [r.image_name for r in rows],
                     "image": chosen_image,
@@ -637,23 +643,27 @@ def create_app(
         return JSONResponse(feed.snapshot())
 
     async def events(request: Request) -> Response:
-        try:
-            subscription = feed.subscribe()
-        except RuntimeError as e:
-            return PlainTextResponse(str(e), status_code=503)
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        if request.method == "HEAD":  # no stream, and no subscription left behind
+            return Response(media_type="text/event-stream", headers=headers)
+        if feed.n_subscribers >= feed.max_subscribers:
+            return PlainTextResponse(f"{feed.n_subscribers} browsers already follow the live feed", status_code=503)
 
         async def stream() -> AsyncIterator[str]:
+            # Subscribed here, not in the handler: a stream that never starts (the browser went at
+            # once) then leaves no subscription behind; once started, its finally always runs.
+            try:
+                subscription = feed.subscribe()
+            except RuntimeError as e:
+                yield sse_message("error", {"message": str(e)})
+                return
             try:
                 async for message in subscription.messages(KEEPALIVE):
                     yield message
             finally:
                 feed.unsubscribe(subscription)
 
-        return StreamingResponse(
-            stream(),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
 
     async def error_page(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

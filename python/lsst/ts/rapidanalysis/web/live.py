@@ -11,8 +11,9 @@ slow one's queue is full, its oldest messages are dropped, and the next thing it
 
 When a jobResult or visitGathered names an image, the feed looks up that image's row of the
 night table (`PageQueries.night_row`, in a thread: the database must never block the loop) and
-sends it as a ``row`` event; lookups are made one at a time and coalesced per image, so that a
-visit's 189 detector jobs cost a handful of queries, not 189.
+sends it as a ``row`` event, and again a little later (the CSC writes an image's row a moment after
+its jobResult); lookups are made one at a time and coalesced per image, so that a visit's 189
+detector jobs cost a handful of queries, not 189.
 """
 
 from __future__ import annotations
@@ -70,6 +71,11 @@ _JOB_RESULT_FIELDS = (
     "endTime",
     "duration",
 )
+#: Seconds after a jobResult or visitGathered at which its image's row is looked up again (the CSC
+#: writes it some 0.1 s after the jobResult: IMAGE_WRITE_DELAY plus the results writer's delay).
+ROW_RECHECKS = (0.2, 0.6, 2.0)
+#: Images whose last row sent is remembered (to skip sending the same row again).
+_ROWS_REMEMBERED = 2000
 _LOG_LEVELS = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
 
 RowLookup = Callable[[str, str], "dict[str, Any] | None"]
@@ -282,6 +288,8 @@ class LiveFeed:
         # Images whose row is to be looked up, in order, each once (a dict as an ordered set).
         self._pending_rows: dict[tuple[str, str], None] = {}
         self._rows_ready = asyncio.Event()
+        # The last row sent of each image (as JSON), newest last.
+        self._sent_rows: collections.OrderedDict[tuple[str, str], str] = collections.OrderedDict()
         self._row_task: asyncio.Task | None = None
         self.n_events = 0
         self.error: str | None = None
@@ -367,8 +375,17 @@ class LiveFeed:
         self.broadcast("event", {"instrument": instrument, "topic": topic, "data": fields})
         image = fields.get("imageName")
         if topic in _ROW_EVENTS and image and self.row_lookup is not None:
-            self._pending_rows[(instrument, image)] = None
-            self._rows_ready.set()
+            self._queue_row(instrument, image)
+            # The CSC writes an image's row a moment after the jobResult (it gathers an image's
+            # changes for IMAGE_WRITE_DELAY): look again, so that the page ends up with what it wrote.
+            with contextlib.suppress(RuntimeError):  # no running loop: a test without one
+                loop = asyncio.get_running_loop()
+                for delay in ROW_RECHECKS:
+                    loop.call_later(delay, self._queue_row, instrument, image)
+
+    def _queue_row(self, instrument: str, image: str) -> None:
+        self._pending_rows[(instrument, image)] = None
+        self._rows_ready.set()
 
     def broadcast(self, event: str, data: Any) -> None:
         """Send one event to every subscriber (never waits)."""
@@ -392,8 +409,17 @@ class LiveFeed:
                 except Exception as e:  # a database hiccup must not end the feed
                     _log.warning("Could not look up the night row of %s %s: %r", instrument, image, e)
                     continue
-                if row is not None:
-                    self.broadcast("row", {"instrument": instrument, "row": row})
+                if row is None:
+                    continue
+                # A recheck that finds the row as it was sends nothing.
+                text = json.dumps(row, sort_keys=True, default=str)
+                if self._sent_rows.get(key) == text:
+                    continue
+                self._sent_rows[key] = text
+                self._sent_rows.move_to_end(key)
+                while len(self._sent_rows) > _ROWS_REMEMBERED:
+                    self._sent_rows.popitem(last=False)
+                self.broadcast("row", {"instrument": instrument, "row": row})
 
     # -- subscribers --
 
@@ -425,6 +451,7 @@ class LiveFeed:
         return {
             "serverTime": time.time(),
             "live": self.live,
+            "subscribers": len(self._subscribers),
             "error": self.error,
             "instruments": {name: state.as_dict() for name, state in self.states.items()},
         }

@@ -45,7 +45,7 @@ def _visit_value(metric: str, rng: random.Random, t: float) -> float:
         return 30.9 + rng.gauss(0, 0.05)
     if "efftime" in name or "eff_time" in name:
         return max(0.0, 27 - 8 * t + rng.gauss(0, 1.5))
-    if "mount" in name:
+    if "mount" in name or "impact" in name:
         return abs(rng.gauss(0.02, 0.015))
     if "continuum" in name or "spectrum" in name:
         return 1.0 + rng.gauss(0, 0.1)

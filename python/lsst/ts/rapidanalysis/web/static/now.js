@@ -67,6 +67,20 @@
       if (f.decidedBy) mode += " [" + f.decidedBy + "]";
     }
     setText(node, "focal-plane", mode);
+    const v = s.visitGathered;
+    const visit = field(node, "visit");
+    visit.replaceChildren();
+    if (v && v.imageName) {
+      const a = RA.el("a", v.imageName);
+      a.href = "/image/" + encodeURIComponent(s.instrument) + "/" + encodeURIComponent(v.imageName);
+      visit.appendChild(a);
+      let text = " gathered: " + v.nProcessed + " of " + v.nExpected + " detectors";
+      if (v.partial) text += " (partial)";
+      if (v.regather) text += " (regather)";
+      visit.appendChild(document.createTextNode(text));
+    } else {
+      visit.textContent = "none gathered yet";
+    }
 
     const jobs = field(node, "jobs");
     jobs.replaceChildren();
