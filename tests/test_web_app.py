@@ -305,3 +305,23 @@ def test_event_stream_subscriptions(night: dict[str, Any]) -> None:
         assert subscribers() == 0
     finally:
         stop()
+
+
+def test_pages_on_postgresql(postgres_url: str, tmp_path: pathlib.Path) -> None:
+    """The same pages from a results database on a real PostgreSQL server."""
+    from postgres_server import fresh_database
+
+    night = fill_night(tmp_path, database_url=fresh_database(postgres_url))
+    client = TestClient(create_app(night["database"], tmp_path))
+    plotted = night["plotted"]
+    assert client.get(f"/night/{INSTRUMENT}", follow_redirects=False).headers["location"].endswith(str(DAY_OBS))
+    page = client.get(f"/night/{INSTRUMENT}/{DAY_OBS}")
+    assert page.status_code == 200 and page.text.count("<tr data-image=") == 9
+    assert "<script>alert" not in page.text
+    image = client.get(f"/image/{INSTRUMENT}/{plotted}")
+    assert image.status_code == 200 and "focal_plane.png" in image.text and "R22_S11" in image.text
+    rows = list(csv.DictReader(io.StringIO(client.get(f"/night/{INSTRUMENT}/{DAY_OBS}.csv").text)))
+    assert len(rows) == 9
+    assert client.get(f"/trends/{INSTRUMENT}/{DAY_OBS}").status_code == 200
+    svg = client.get(f"/plot/focal_plane.svg?instrument={INSTRUMENT}&image={plotted}&metric=psfFwhm")
+    assert svg.status_code == 200 and b"<svg" in svg.content

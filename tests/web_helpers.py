@@ -42,8 +42,10 @@ def raw_get(url: str, raw_path: str, timeout: float = 10.0) -> tuple[int, bytes]
     return status, body
 
 
-def fill_night(root: pathlib.Path) -> dict[str, str]:
+def fill_night(root: pathlib.Path, database_url: str | None = None) -> dict[str, str]:
     """A night under ``root`` (``root/results.sqlite3``, products beside it), hostile strings included.
+
+    ``database_url``: another results database to fill instead (a PostgreSQL server's).
 
     Returns
     -------
@@ -55,7 +57,7 @@ def fill_night(root: pathlib.Path) -> dict[str, str]:
     from lsst.ts.rapidanalysis.web.sample_night import day_obs_start_tai, make_sample_night
 
     root.mkdir(parents=True, exist_ok=True)
-    database = root / "results.sqlite3"
+    database = database_url or str(root / "results.sqlite3")
     with ResultsDatabase(database) as db:
         images = make_sample_night(db, root, instrument=INSTRUMENT, day_obs=DAY_OBS, n_visits=8, n_plots=1)
         # The night before, for the previous/next links.
@@ -91,4 +93,4 @@ def fill_night(root: pathlib.Path) -> dict[str, str]:
         )
         products = db.products(image_name=images[-1])
         product = pathlib.Path(str(products["path"][0])).relative_to(root)
-    return {"plotted": images[-1], "hostile": hostile, "database": str(database), "product": str(product)}
+    return {"plotted": images[-1], "hostile": hostile, "database": database, "product": str(product)}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime
+import html
 import io
 import logging
 import math
@@ -24,6 +25,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -133,12 +135,18 @@ class PageSource:
 # -- formatting (the same functions for the HTML table, the live rows and the CSV) --
 
 
-def _utc(tai: float | None, fmt: str = "%H:%M:%S") -> str:
+def _utc_datetime(tai: float | None) -> datetime.datetime | None:
     if tai is None or not math.isfinite(tai):
-        return ""
+        return None
     from ..sal.tai import utc_from_tai
 
-    return datetime.datetime.fromtimestamp(utc_from_tai(tai), tz=datetime.UTC).strftime(fmt)
+    return datetime.datetime.fromtimestamp(utc_from_tai(tai), tz=datetime.UTC)
+
+
+def _utc(tai: float | None, fmt: str = "%H:%M:%S") -> str:
+    """A TAI unix time as UTC text ("" for none)."""
+    when = _utc_datetime(tai)
+    return "" if when is None else when.strftime(fmt)
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -205,14 +213,15 @@ def night_columns(metric_labels: Sequence[str]) -> list[dict[str, Any]]:
 
 
 def night_cells(row: Any, metric_labels: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """A night row's cells by column key: ``text`` (shown), ``sort`` (ordered by), ``title`` (hover)."""
+    """A night row's cells by column key: ``text`` (shown), ``sort`` (ordered by), ``title`` (hover), ``cls``."""
+    when = _utc_datetime(row.obs_time)
     cells: dict[str, dict[str, Any]] = {
         "image_name": {"text": row.image_name, "sort": row.image_name},
         "seq_num": {"text": _num(row.seq_num), "sort": _sort_key(row.seq_num)},
         "obs_time": {
-            "text": _utc(row.obs_time),
+            "text": when.strftime("%H:%M:%S") if when else "",
             "sort": _sort_key(row.obs_time),
-            "title": _utc(row.obs_time, "%Y-%m-%d %H:%M:%S UTC"),
+            "title": when.strftime("%Y-%m-%d %H:%M:%S UTC") if when else "",
         },
         "image_type": {"text": row.image_type or "", "sort": row.image_type or ""},
         "filter": {"text": row.filter or "", "sort": row.filter or ""},
@@ -242,6 +251,35 @@ def night_row_payload(row: Any, metric_labels: Sequence[str]) -> dict[str, Any]:
     payload["cells"] = night_cells(row, metric_labels)
     payload["href"] = image_href(row.instrument, row.image_name)
     return payload
+
+
+def _esc(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def night_row_html(row: Any, cells: Mapping[str, Mapping[str, Any]], columns: Sequence[Mapping[str, Any]]) -> Markup:
+    """A night row as a ``<tr>``, every value escaped (`html.escape`, quotes too), as night.js builds live rows.
+
+    Written in Python rather than as a template loop: a night of 1,000 images has 20,000 cells,
+    and a Jinja loop over them took 0.3 s.
+    """
+    href = _esc(image_href(row.instrument, row.image_name))
+    parts = [f'<tr data-image="{_esc(row.image_name)}" data-state="{_esc(row.state)}">']
+    for column in columns:
+        key = column["key"]
+        cell = cells[key]
+        attributes = f' data-col="{_esc(key)}" data-sort="{_esc(str(cell["sort"]))}"'
+        if cell["title"]:
+            attributes += f' title="{_esc(cell["title"])}"'
+        if cell["cls"]:
+            attributes += f' class="{_esc(cell["cls"])}"'
+        if not column["default"]:
+            attributes += " hidden"
+        text = _esc(cell["text"])
+        body = f'<a href="{href}">{text}</a>' if key == "image_name" else text
+        parts.append(f"<td{attributes}>{body}</td>")
+    parts.append("</tr>")
+    return Markup("".join(parts))
 
 
 def _csv_cell(value: Any) -> Any:
@@ -431,6 +469,7 @@ def create_app(
         def build() -> HTMLResponse:
             queries, rows, days = _night_data(instrument, day_obs)
             metric_labels = labels()
+            columns = night_columns(metric_labels)
             older = [d for d in days if d < day_obs]
             newer = [d for d in days if d > day_obs]
             return render(
@@ -439,8 +478,8 @@ def create_app(
                     "title": f"{instrument} {day_obs}",
                     "instrument": instrument,
                     "day_obs": day_obs,
-                    "columns": night_columns(metric_labels),
-                    "rows": [night_row_payload(r, metric_labels) for r in rows],
+                    "columns": columns,
+                    "rows": [night_row_html(r, night_cells(r, metric_labels), columns) for r in rows],
                     "previous_day": older[0] if older else None,
                     "next_day": newer[-1] if newer else None,
                     "live": instrument in feed.states,
