@@ -40,7 +40,7 @@ from .affinity import WorkerSlots, affinity_key, place
 from .jobs import ExitCode, Job, JobState
 from .path_map import PathMap, PathMapError
 from .pool import WorkerPool
-from .worker_task import JobOutcome, abort_event_name, run_job
+from .worker_task import JobOutcome, abort_event_name, mark_aborted, run_job
 
 __all__ = ["JobManager", "QueueFullError"]
 
@@ -411,9 +411,20 @@ class JobManager:
         await asyncio.wait([task], timeout=5)
 
     async def _signal_abort(self, job_id: str) -> None:
+        """Tell the job's worker directly (it stops at its next check), and set the job's Event.
+
+        The Event is for a run this CSC did not place: the job re-run elsewhere after its worker
+        died, or the direct word lost. Workers poll it at most once a second.
+        """
         client = self.pool.client
         if client is None:
             return
+        address = self._placed.get(job_id)
+        if address:
+            try:
+                await asyncio.wait_for(client.run(mark_aborted, job_id, workers=[address], on_error="ignore"), 5)
+            except Exception as e:
+                self.log.warning("Could not tell worker %s to abort %s: %r", address, job_id, e)
         try:
             await asyncio.wait_for(Event(abort_event_name(job_id), client=client).set(), 5)
         except Exception as e:
