@@ -255,6 +255,16 @@ async def test_live_feed(night: dict[str, Any]) -> None:
         assert row.startswith("event: row\n") and night["plotted"] in row and '"cells"' in row
         feed.unsubscribe(subscription)
 
+        # The night table's stream (?only=row): rows, no events.
+        rows_only = feed.subscribe({"row"})
+        rows_stream = rows_only.messages(keepalive=10.0)
+        assert (await anext(rows_stream)).startswith("event: snapshot\n")
+        feed.handle_event(INSTRUMENT, "heartbeat", {})
+        feed.handle_event(INSTRUMENT, "jobResult", {"jobId": "j2", "imageName": night["hostile"]})
+        row = await asyncio.wait_for(anext(rows_stream), 5)
+        assert row.startswith("event: row\n") and "CC_O_20251115_000099" in row and "<script>" in row
+        feed.unsubscribe(rows_only)
+
         slow = Subscription(feed, maxlen=20)
         for i in range(50):
             slow.put(f"event: event\ndata: {i}\n\n")

@@ -688,11 +688,15 @@ def create_app(
         if feed.n_subscribers >= feed.max_subscribers:
             return PlainTextResponse(f"{feed.n_subscribers} browsers already follow the live feed", status_code=503)
 
+        # ?only=row: the night table's stream, without every jobResult and heartbeat.
+        only = request.query_params.get("only")
+        wanted = {kind for kind in only.split(",") if kind in ("event", "row")} if only else None
+
         async def stream() -> AsyncIterator[str]:
             # Subscribed here, not in the handler: a stream that never starts (the browser went at
             # once) then leaves no subscription behind; once started, its finally always runs.
             try:
-                subscription = feed.subscribe()
+                subscription = feed.subscribe(wanted)
             except RuntimeError as e:
                 yield sse_message("error", {"message": str(e)})
                 return

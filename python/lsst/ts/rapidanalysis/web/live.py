@@ -27,7 +27,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import Any
 
 __all__ = [
@@ -198,10 +198,14 @@ class Subscription:
         Where the snapshot comes from after an overflow.
     maxlen : `int`
         Most messages waiting; beyond, the oldest go and the browser is told.
+    events : collection of `str`, optional
+        The kinds of message wanted (``event``, ``row``); None for all. The night table wants
+        rows only, and then a visit's 189 jobResults do not fill its queue.
     """
 
-    def __init__(self, feed: LiveFeed, maxlen: int) -> None:
+    def __init__(self, feed: LiveFeed, maxlen: int, events: Collection[str] | None = None) -> None:
         self._feed = feed
+        self.events = None if events is None else frozenset(events)
         self._queue: collections.deque[str] = collections.deque()
         self._maxlen = maxlen
         self._ready = asyncio.Event()
@@ -393,7 +397,8 @@ class LiveFeed:
             return
         message = sse_message(event, data)
         for subscription in self._subscribers:
-            subscription.put(message)
+            if subscription.events is None or event in subscription.events:
+                subscription.put(message)
 
     async def _look_up_rows(self) -> None:
         while True:
@@ -423,8 +428,11 @@ class LiveFeed:
 
     # -- subscribers --
 
-    def subscribe(self) -> Subscription:
+    def subscribe(self, events: Collection[str] | None = None) -> Subscription:
         """A new subscriber's queue; `unsubscribe` it when its browser goes.
+
+        ``events``: the kinds of message it wants (``event``, ``row``); None for all. It always
+        gets ``snapshot`` and ``overflow``.
 
         Raises
         ------
@@ -433,7 +441,7 @@ class LiveFeed:
         """
         if len(self._subscribers) >= self.max_subscribers:
             raise RuntimeError(f"{len(self._subscribers)} browsers already follow the live feed")
-        subscription = Subscription(self, self.queue_len)
+        subscription = Subscription(self, self.queue_len, events)
         self._subscribers.add(subscription)
         return subscription
 

@@ -28,10 +28,11 @@ window.RA = (function () {
     return e;
   }
 
-  // Follow /events: handlers by event name get the parsed data. Shows the feed's state in the header.
-  function connect(handlers) {
+  // Follow /events (only: "row" or "event" for one kind; all by default): handlers by event name
+  // get the parsed data. Shows the feed's state in the header.
+  function connect(handlers, only) {
     const status = document.getElementById("live-status");
-    const source = new EventSource("/events");
+    const source = new EventSource(only ? "/events?only=" + encodeURIComponent(only) : "/events");
     const show = function (text, cls) {
       if (status) {
         status.textContent = text;

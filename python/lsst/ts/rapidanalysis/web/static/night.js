@@ -191,6 +191,5 @@
       if (snapshots > 1) reload();
     },
     overflow: function () {},
-    event: function () {},
-  });
+  }, "row");
 })();

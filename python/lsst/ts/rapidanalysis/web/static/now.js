@@ -170,7 +170,19 @@
       default:
         return;
     }
-    render(s);
+    scheduleRender(s.instrument);
+  }
+
+  // A visit's 189 jobResults come within a second: draw each card at most once a frame.
+  const dirty = new Set();
+  function scheduleRender(instrument) {
+    if (dirty.size === 0) {
+      window.requestAnimationFrame(function () {
+        dirty.forEach((name) => render(states[name]));
+        dirty.clear();
+      });
+    }
+    dirty.add(instrument);
   }
 
   snapshot(RA.readJson("snapshot"));
