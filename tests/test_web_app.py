@@ -152,6 +152,7 @@ def test_not_found(client: TestClient) -> None:
         "/night/HSC",
         "/night/HSC/20251115",
         f"/night/{INSTRUMENT}/123",
+        "/night/%3Cscript%3Ealert(1)%3C%2Fscript%3E/20251115",
         "/nothing",
     ):
         response = client.get(path)
@@ -335,3 +336,21 @@ def test_pages_on_postgresql(postgres_url: str, tmp_path: pathlib.Path) -> None:
     assert client.get(f"/trends/{INSTRUMENT}/{DAY_OBS}").status_code == 200
     svg = client.get(f"/plot/focal_plane.svg?instrument={INSTRUMENT}&image={plotted}&metric=psfFwhm")
     assert svg.status_code == 200 and b"<svg" in svg.content
+
+
+def test_product_links(tmp_path: pathlib.Path) -> None:
+    """A product is linked where it is under the output root, also when the root moved since it was recorded."""
+    from lsst.ts.rapidanalysis.web.files import product_href, resolve_product
+
+    root = tmp_path / "products"
+    plot = root / INSTRUMENT / str(DAY_OBS) / "CC_O_x" / "sfm_gather-1" / "focal plane.png"
+    plot.parent.mkdir(parents=True)
+    plot.write_bytes(b"png")
+    href = f"/files/{INSTRUMENT}/{DAY_OBS}/CC_O_x/sfm_gather-1/focal%20plane.png"
+    assert product_href(root, plot) == href
+    assert product_href(root, plot.relative_to(root)) == href
+    moved = pathlib.Path("/data/elsewhere/products") / plot.relative_to(root)
+    assert product_href(root, moved) == href
+    assert product_href(root, "/etc/passwd") is None
+    assert product_href(root, tmp_path / "secret.txt") is None
+    assert resolve_product(root, urllib.parse.unquote(href.removeprefix("/files/"))) == plot.resolve()

@@ -90,9 +90,26 @@ def product_href(output_root: pathlib.Path, path: str | os.PathLike[str]) -> str
         candidate = pathlib.Path(text)
         if not candidate.is_absolute():
             candidate = root / candidate
-        relative = candidate.resolve().relative_to(root)
+        relative = _under(candidate.resolve(), root) or _moved(candidate, root)
     except (OSError, RuntimeError, ValueError):
         return None
-    if not relative.parts:
+    if relative is None or not relative.parts:
         return None
     return FILES_PREFIX + "/".join(urllib.parse.quote(part, safe="") for part in relative.parts)
+
+
+def _under(path: pathlib.Path, root: pathlib.Path) -> pathlib.PurePath | None:
+    return path.relative_to(root) if path.is_relative_to(root) else None
+
+
+def _moved(path: pathlib.Path, root: pathlib.Path) -> pathlib.PurePath | None:
+    """Where a product recorded elsewhere is under ``root`` (the output root moved, or was mounted
+    at another path): the longest tail of its path, of at least ``<instrument>/<dayObs>/<image>/
+    <job>/<file>``'s last three parts, that is a file under the root."""
+    parts = path.parts
+    for start in range(1, len(parts) - 2):
+        tail = pathlib.PurePath(*parts[start:])
+        found = (root / tail).resolve()
+        if found.is_relative_to(root) and found.is_file():
+            return found.relative_to(root)
+    return None
