@@ -266,6 +266,10 @@ async def test_live_feed(night: dict[str, Any]) -> None:
         assert row.startswith("event: row\n") and "CC_O_20251115_000099" in row and "<script>" in row
         feed.unsubscribe(rows_only)
 
+        # A late joiner's heartbeat is as old as it was sent, not as new as it arrived.
+        feed.handle_event(INSTRUMENT, "heartbeat", {"sent": time.time() - 100})
+        assert feed.snapshot()["instruments"][INSTRUMENT]["heartbeat"] < time.time() - 99
+
         slow = Subscription(feed, maxlen=20)
         for i in range(50):
             slow.put(f"event: event\ndata: {i}\n\n")

@@ -118,7 +118,8 @@ def sample_fields(data: Any) -> dict[str, Any]:
 class InstrumentState:
     """What the Now page shows of one CSC: the newest of each event, and the recent ones.
 
-    Times are UTC unix seconds of this server's clock when the event arrived (``received``).
+    Each event has ``received`` (UTC unix seconds, this server's clock, when it arrived) and, from
+    DDS, ``sent`` (the same, by the sender's clock); ``heartbeat`` is the last one's ``sent``.
     """
 
     instrument: str
@@ -139,7 +140,9 @@ class InstrumentState:
     def update(self, topic: str, fields: dict[str, Any]) -> None:
         """Keep one event (its fields with ``received`` added)."""
         if topic == "heartbeat":
-            self.heartbeat = fields["received"]
+            # When it was sent, if known: a late joiner's first heartbeat is the CSC's last one,
+            # which may be old (a CSC that died must not look alive to a page opened later).
+            self.heartbeat = fields.get("sent") or fields["received"]
         elif topic == "summaryState":
             self.summary_state = fields
         elif topic == "errorCode":
@@ -353,7 +356,13 @@ class LiveFeed:
             await domain.close()
 
     def _on_sample(self, instrument: str, topic: str, data: Any) -> None:
-        self.handle_event(instrument, topic, sample_fields(data))
+        from ..sal.tai import utc_from_tai
+
+        fields = sample_fields(data)
+        sent = getattr(data, "private_sndStamp", None)
+        if isinstance(sent, float) and sent > 0:
+            fields["sent"] = utc_from_tai(sent)  # UTC unix seconds, as ``received``
+        self.handle_event(instrument, topic, fields)
 
     # -- events --
 

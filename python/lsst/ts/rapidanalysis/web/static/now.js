@@ -140,8 +140,8 @@
     const d = message.data;
     switch (message.topic) {
       case "heartbeat":
-        s.heartbeat = d.received;
-        field(card(s.instrument), "heartbeat").dataset.heartbeat = String(d.received);
+        s.heartbeat = d.sent || d.received;
+        field(card(s.instrument), "heartbeat").dataset.heartbeat = String(s.heartbeat);
         tick();
         return; // nothing else changes: no redraw
       case "summaryState":
