@@ -6,7 +6,11 @@ it, the page served in this process and following that CSC, and three ``processD
 while the page is open, so that Now shows real events. Debian's headless Chromium takes the
 pictures.
 
-    python bench/screenshots.py [--out doc/images] [--workdir DIR]
+With ``--demo-output DIR`` (the ``products`` directory a ``rapid_analysis demo`` left), the Image
+page is that output's newest image instead: the real pipelines' plots (focal-plane map, mosaic,
+mount tracking) and metrics.
+
+    python bench/screenshots.py [--out doc/images] [--workdir DIR] [--demo-output DIR]
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ DAY_OBS = 20251115
 N_VISITS = 16
 
 
-async def take(out: pathlib.Path, workdir: pathlib.Path) -> None:
+async def take(out: pathlib.Path, workdir: pathlib.Path, demo_output: pathlib.Path | None) -> None:
     from playwright.async_api import async_playwright
 
     root = workdir / "products"
@@ -72,30 +76,57 @@ async def take(out: pathlib.Path, workdir: pathlib.Path) -> None:
                 await remote.evt_jobResult.next(flush=False, timeout=60)
             await page.wait_for_timeout(2500)  # the rows' rechecks, and the "updated" highlight fading
             shots = [
-                ("night", f"/night/{INSTRUMENT}/{DAY_OBS}"),
-                ("now", "/"),
-                ("image", f"/image/{INSTRUMENT}/{names[-1]}"),
-                ("trends", f"/trends/{INSTRUMENT}/{DAY_OBS}?image={names[-1]}"),
+                ("night", url, f"/night/{INSTRUMENT}/{DAY_OBS}"),
+                ("now", url, "/"),
+                ("image", url, f"/image/{INSTRUMENT}/{names[-1]}"),
+                ("trends", url, f"/trends/{INSTRUMENT}/{DAY_OBS}?image={names[-1]}"),
             ]
-            for name, path in shots:
+            stop_demo = None
+            if demo_output is not None:
+                demo_url, stop_demo = await asyncio.to_thread(
+                    start_server_in_background, str(demo_output / "results.sqlite3"), demo_output
+                )
+                shots[2] = ("image", demo_url, await asyncio.to_thread(_newest_image, demo_output))
+            for name, base, path in shots:
                 # The night table is wide (every column shown): a wide window for it.
                 await page.set_viewport_size({"width": 1750 if name == "night" else 1400, "height": 900})
-                await page.goto(url + path)
+                await page.goto(base + path)
                 await page.wait_for_timeout(1500)  # images drawn, the live feed connected
                 target = out / f"page_{name}.png"
                 await page.screenshot(path=str(target), full_page=name in ("image", "trends"))
                 print(f"wrote {target}")
             await browser.close()
+            if stop_demo is not None:
+                await asyncio.to_thread(stop_demo)
     finally:
         await asyncio.to_thread(stop)
         await remote.close()
         await csc.close()
 
 
+def _newest_image(output_root: pathlib.Path) -> str:
+    """The Image page's path of the newest image with products under ``output_root``."""
+    from urllib.parse import quote
+
+    from lsst.ts.rapidanalysis.results.database import open_results
+
+    with open_results(output_root / "results.sqlite3") as db:
+        jobs = db.jobs(limit=200)
+        instrument, image = next(
+            (str(j["instrument"]), str(j["image_name"]))
+            for j in jobs
+            if j["image_name"] and len(db.products(image_name=str(j["image_name"]))) > 1
+        )
+    return f"/image/{quote(instrument)}/{quote(image)}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("doc/images"), help="where the PNGs go")
     parser.add_argument("--workdir", type=pathlib.Path, default=None, help="keep the night here (default: temporary)")
+    parser.add_argument(
+        "--demo-output", type=pathlib.Path, default=None, help="a demo's products directory: its newest image's page"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     # A partition of our own: nothing else on the machine sees this CSC.
@@ -103,10 +134,10 @@ def main() -> int:
     os.environ.setdefault("LSST_SITE", "test")
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
-        asyncio.run(take(args.out.absolute(), args.workdir.absolute()))
+        asyncio.run(take(args.out.absolute(), args.workdir.absolute(), args.demo_output))
     else:
         with tempfile.TemporaryDirectory() as workdir:
-            asyncio.run(take(args.out.absolute(), pathlib.Path(workdir)))
+            asyncio.run(take(args.out.absolute(), pathlib.Path(workdir), args.demo_output))
     return 0
 
 

@@ -17,6 +17,7 @@ import html
 import io
 import logging
 import math
+import numbers
 import os
 import pathlib
 import threading
@@ -179,6 +180,17 @@ def _sort_key(value: Any) -> Any:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return ""
     return value
+
+
+def _size(byte_size: Any) -> str:
+    """A file size for people: 39 kB, 1.2 MB; "" if unknown."""
+    if not isinstance(byte_size, numbers.Integral) or isinstance(byte_size, bool):
+        return ""
+    byte_size = int(byte_size)
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if byte_size >= scale:
+            return f"{byte_size / scale:.3g} {unit}"
+    return f"{byte_size} B"
 
 
 def _http_url(url: Any) -> str:
@@ -346,6 +358,7 @@ def _environment() -> jinja2.Environment:
     env.filters["seconds"] = _seconds
     env.filters["q"] = _q
     env.filters["http_url"] = _http_url
+    env.filters["size"] = _size
     env.globals["image_href"] = image_href
     return env
 

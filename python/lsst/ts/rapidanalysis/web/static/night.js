@@ -179,6 +179,7 @@
   }
 
   refresh();
+  if (table.dataset.live !== "true") return; // this instrument's CSC is not followed: nothing comes
   let snapshots = 0;
   RA.connect({
     row: function (message) {
