@@ -68,6 +68,10 @@ async def take(out: pathlib.Path, workdir: pathlib.Path, demo_output: pathlib.Pa
             browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = await browser.new_page(viewport={"width": 1400, "height": 900})
             await page.goto(f"{url}/night/{INSTRUMENT}/{DAY_OBS}")
+            # A focal-plane mode chosen by hand, so that Now shows one and why.
+            await remote.cmd_setFocalPlaneMode.set_start(
+                pattern="ccd_checkerboard", automatic=True, workerMode=1, timeout=30
+            )
             # Three jobs while the page is open: their rows come in live; the Now page lists them.
             for seq in (N_VISITS + 1, N_VISITS + 2, N_VISITS + 3):
                 await remote.cmd_processData.set_start(
