@@ -298,7 +298,10 @@ def measure(label: str, url: str, n_visits: int, output_root: pathlib.Path, expl
         say(f"  {label:10s} detector_values psfFwhm:       median {ms(figures['detector_values'])}")
         if explain:
             _explain(db, images[0])
-        figures.update(_http(label, db, output_root, images))
+        try:
+            figures.update(_http(label, db, output_root, images))
+        except Exception as e:  # the page's app is another part, perhaps being changed: the reads still count
+            say(f"  {label:10s} HTTP: not measured: {type(e).__name__}: {e}")
     return figures
 
 
