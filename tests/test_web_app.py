@@ -14,6 +14,7 @@ import io
 import json
 import os
 import pathlib
+import signal
 import socket
 import subprocess
 import sys
@@ -358,3 +359,25 @@ def test_product_links(tmp_path: pathlib.Path) -> None:
     assert product_href(root, "/etc/passwd") is None
     assert product_href(root, tmp_path / "secret.txt") is None
     assert resolve_product(root, urllib.parse.unquote(href.removeprefix("/files/"))) == plot.resolve()
+
+
+def test_serve_command(night: dict[str, Any]) -> None:
+    """``rapid_analysis serve --no-live --port 0``: prints its address first, serves, stops on SIGTERM."""
+    exe = pathlib.Path(sys.executable).parent / "rapid_analysis"
+    command = [str(exe), "serve", "--output-root", str(night["root"]), "--no-live", "--port", "0"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("rapid_analysis serve: http://127.0.0.1:"), line
+        url = line.split()[2].rstrip("/")
+        assert "live: nothing (no DDS)" in line and str(night["root"]) in line
+        with urllib.request.urlopen(f"{url}/night/{INSTRUMENT}/{DAY_OBS}", timeout=10) as response:
+            assert response.status == 200 and night["plotted"] in response.read().decode()
+        process.terminate()
+        # uvicorn shuts down cleanly, then re-raises the signal: the shell sees "terminated".
+        assert process.wait(10) in (0, -signal.SIGTERM)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
