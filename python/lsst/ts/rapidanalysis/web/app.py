@@ -294,6 +294,20 @@ def night_row_html(row: Any, cells: Mapping[str, Mapping[str, Any]], columns: Se
     return Markup("".join(parts))
 
 
+def detector_rows_html(
+    detector_metrics: Mapping[int, Mapping[str, Any]], names: Sequence[str], detector_names: Mapping[int, str]
+) -> Markup:
+    """The per-detector metrics table's rows, every value escaped (189 detectors × 50 metrics in a
+    Jinja loop took 0.1 s of an image page's 0.3 s)."""
+    parts = []
+    for detector in sorted(detector_metrics):
+        values = detector_metrics[detector]
+        cells = "".join(f'<td class="num">{_esc(_num(values.get(name), 4))}</td>' for name in names)
+        name = _esc(detector_names.get(detector, ""))
+        parts.append(f'<tr><td class="num">{_esc(detector)}</td><td>{name}</td>{cells}</tr>')
+    return Markup("\n".join(parts))
+
+
 def _csv_cell(value: Any) -> Any:
     # A spreadsheet runs a cell that starts with one of these as a formula: quote it.
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
@@ -576,10 +590,10 @@ def create_app(
                 products.append({**product, "href": href, "is_image": is_image and href is not None})
             try:
                 camera = get_instrument(instrument)
-                names = {d.id: d.name for d in camera.detectors}
+                name_of = {d.id: d.name for d in camera.detectors}
             except ValueError:
-                names = {}
-            detector_names = sorted({n for values in found.detector_metrics.values() for n in values})
+                name_of = {}
+            metric_names = sorted({n for values in found.detector_metrics.values() for n in values})
             metric_labels = labels()
             return render(
                 "image.html",
@@ -590,8 +604,8 @@ def create_app(
                     "row": night_row_payload(found.row, metric_labels),
                     "columns": night_columns(metric_labels),
                     "products": products,
-                    "detector_names": names,
-                    "detector_metric_names": detector_names,
+                    "detector_metric_names": metric_names,
+                    "detector_rows": detector_rows_html(found.detector_metrics, metric_names, name_of),
                     "directories": sorted({str(pathlib.PurePath(p["path"]).parent) for p in products if p["path"]}),
                     **nav(queries),
                 },
