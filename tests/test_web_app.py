@@ -98,6 +98,8 @@ def test_pages(client: TestClient, night: dict[str, Any]) -> None:
     assert "state-partial" in night_page and "state-failed" in night_page
     for path in ("/static/page.css", "/static/night.js", "/static/now.js", "/static/common.js", "/static/favicon.svg"):
         assert client.get(path).status_code == 200, path
+    now = client.get("/").text
+    assert f'href="/night/{INSTRUMENT}/{DAY_OBS}"' in now and f'href="/night/{INSTRUMENT}/{PREVIOUS_DAY_OBS}"' in now
     snapshot = client.get("/api/now").json()
     assert snapshot["instruments"][INSTRUMENT]["workerPool"]["nWorkers"] == 4
 

@@ -71,6 +71,8 @@ SECURITY_HEADERS = {
     "cross-origin-resource-policy": "same-origin",
 }
 _ALLOWED_METHODS = ("GET", "HEAD")
+#: Newest nights of each instrument the Now page links to.
+NIGHTS_LISTED = 7
 _STATES = ("processing", "complete", "partial", "failed", "dropped")
 
 
@@ -451,11 +453,18 @@ def create_app(
 
     async def now(request: Request) -> Response:
         def build() -> HTMLResponse:
+            # The newest nights of each instrument in the database (all there is without DDS).
+            nights: dict[str, list[int]] = {}
+            problem = None
             try:
-                extra = nav(source.queries())
-            except DatabaseUnavailable:
+                queries = source.queries()
+                extra = nav(queries)
+                nights = {instrument: queries.days(instrument)[:NIGHTS_LISTED] for instrument in queries.instruments()}
+            except DatabaseUnavailable as e:
                 extra = nav(None)
-            return render("now.html", {"title": "Now", "snapshot": feed.snapshot(), "live": feed.live, **extra})
+                problem = str(e)
+            context = {"snapshot": feed.snapshot(), "live": feed.live, "nights": nights, "problem": problem}
+            return render("now.html", {"title": "Now", **context, **extra})
 
         return await page(build)
 
