@@ -1,7 +1,7 @@
 """``rapid_analysis serve``'s web application: the Now, Night, Image and Trends pages.
 
 Read-only by construction: every route is GET (HEAD follows), any other method is a 405 before
-routing, and no handler writes anything. Pages are rendered from the results database (through
+routing (`security`), and no handler writes anything. Pages are rendered from the results database (through
 `PageQueries`, in a thread: queries never run on the event loop) and from the live feed
 (`LiveFeed`, DDS). Product files are served from under the output root only (`files`). Every
 string is escaped by Jinja2's autoescape; the browser's Content-Security-Policy allows no inline
@@ -12,21 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import datetime
-import html
 import io
 import logging
-import math
-import numbers
 import os
 import pathlib
-import threading
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import jinja2
-from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -44,13 +38,15 @@ from starlette.responses import (
 )
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..results.database import ResultsDatabase
+from . import formatting as fmt
 from .files import product_href, resolve_product
 from .live import LiveFeed, sse_message
+from .security import ReadOnlyMiddleware
+from .source import DatabaseUnavailable, PageSource
 
-__all__ = ["create_app", "PageSource", "DatabaseUnavailable", "night_columns", "night_row_payload"]
+__all__ = ["create_app"]
 
 _log = logging.getLogger(__name__)
 
@@ -59,306 +55,8 @@ TEMPLATE_DIR = PACKAGE_DIR / "templates"
 STATIC_DIR = PACKAGE_DIR / "static"
 #: Seconds of silence after which an event stream sends a comment (keeps proxies from closing it).
 KEEPALIVE = 15.0
-#: What every response carries: no inline scripts or styles, no framing, no sniffing, no referrer.
-SECURITY_HEADERS = {
-    "content-security-policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-    ),
-    "x-content-type-options": "nosniff",
-    "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
-    "cross-origin-resource-policy": "same-origin",
-}
-_ALLOWED_METHODS = ("GET", "HEAD")
 #: Newest nights of each instrument the Now page links to.
 NIGHTS_LISTED = 7
-_STATES = ("processing", "complete", "partial", "failed", "dropped")
-
-
-class DatabaseUnavailable(RuntimeError):
-    """The results database cannot be read (yet): the pages say so with a 503."""
-
-
-class PageSource:
-    """The results database and its `PageQueries`, opened on first use (from a thread).
-
-    A page served before the CSC made the database (the demo starts both at once) shows a 503
-    saying why, and works as soon as the database exists.
-
-    Parameters
-    ----------
-    database : `str`, path-like or `ResultsDatabase`
-        A SQLAlchemy URL or a SQLite file path (opened without creating anything), or an open
-        database.
-    """
-
-    def __init__(self, database: str | os.PathLike[str] | ResultsDatabase) -> None:
-        self._lock = threading.Lock()
-        self._queries: Any = None
-        self._database: ResultsDatabase | None = None
-        self._owned = False
-        if isinstance(database, ResultsDatabase):
-            self._database = database
-            self.description = repr(database)
-        else:
-            self._url = database
-            self.description = str(database)
-
-    def queries(self) -> Any:
-        """The `PageQueries` (call from a thread: opening may block).
-
-        Raises
-        ------
-        DatabaseUnavailable
-            If the database cannot be opened.
-        """
-        with self._lock:
-            if self._queries is None:
-                from .queries import PageQueries
-
-                if self._database is None:
-                    try:
-                        self._database = ResultsDatabase(self._url, create=False)
-                    except Exception as e:
-                        raise DatabaseUnavailable(f"results database {self.description}: {e}") from e
-                    self._owned = True
-                self._queries = PageQueries(self._database)
-            return self._queries
-
-    def close(self) -> None:
-        """Close the database if this opened it."""
-        with self._lock:
-            if self._owned and self._database is not None:
-                self._database.close()
-            self._database = None
-            self._queries = None
-
-
-# -- formatting (the same functions for the HTML table, the live rows and the CSV) --
-
-
-def _utc_datetime(tai: float | None) -> datetime.datetime | None:
-    if tai is None or not math.isfinite(tai):
-        return None
-    from ..sal.tai import utc_from_tai
-
-    return datetime.datetime.fromtimestamp(utc_from_tai(tai), tz=datetime.UTC)
-
-
-def _utc(tai: float | None, fmt: str = "%H:%M:%S") -> str:
-    """A TAI unix time as UTC text ("" for none)."""
-    when = _utc_datetime(tai)
-    return "" if when is None else when.strftime(fmt)
-
-
-def _num(value: Any, digits: int = 3) -> str:
-    """A number for people: ``digits`` significant figures below 1, two decimals below 100, "" for none."""
-    if value is None or isinstance(value, bool):
-        return "" if value is None else str(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return "" if math.isnan(value) else str(value)
-        size = abs(value)
-        if value.is_integer() and size < 1e6:
-            return f"{value:.0f}"
-        if size >= 1e6 or size < 1e-3:
-            return f"{value:.{digits}g}"
-        if size < 1:
-            return f"{value:#.{digits}g}"  # "#": trailing zeros kept (0.900, not 0.9)
-        if size < 100:
-            return f"{value:.2f}"
-        return f"{value:.1f}" if size < 1000 else f"{value:.0f}"
-    return str(value)
-
-
-def _seconds(value: float | None) -> str:
-    return "" if value is None or not math.isfinite(value) else f"{value:.1f} s"
-
-
-def _sort_key(value: Any) -> Any:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return ""
-    return value
-
-
-def _size(byte_size: Any) -> str:
-    """A file size for people: 39 kB, 1.2 MB; "" if unknown."""
-    if not isinstance(byte_size, numbers.Integral) or isinstance(byte_size, bool):
-        return ""
-    byte_size = int(byte_size)
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if byte_size >= scale:
-            return f"{byte_size / scale:.3g} {unit}"
-    return f"{byte_size} B"
-
-
-def _http_url(url: Any) -> str:
-    """``url`` if it is an http(s) URL (safe in an href), else ""."""
-    text = str(url or "")
-    return text if text.lower().startswith(("http://", "https://")) else ""
-
-
-def _q(text: Any) -> str:
-    """One URL path segment."""
-    return urllib.parse.quote(str(text), safe="")
-
-
-def night_columns(metric_labels: Sequence[str]) -> list[dict[str, Any]]:
-    """The night table's columns: key, label, whether shown by default, whether numeric."""
-    columns: list[dict[str, Any]] = [
-        {"key": "image_name", "label": "Image", "default": True},
-        {"key": "seq_num", "label": "Seq", "default": True},
-        {"key": "obs_time", "label": "Time (UTC)", "default": True},
-        {"key": "image_type", "label": "Type", "default": True},
-        {"key": "filter", "label": "Filter", "default": True},
-        {"key": "exposure_time", "label": "Exp (s)", "default": True},
-    ]
-    columns += [{"key": f"metric:{label}", "label": label, "default": True} for label in metric_labels]
-    columns += [
-        {"key": "state", "label": "State", "default": True},
-        {"key": "detectors", "label": "Detectors", "default": False},
-        {"key": "latency_first_detector", "label": "→ first det.", "default": True},
-        {"key": "latency_visit_metrics", "label": "→ visit metrics", "default": True},
-    ]
-    return columns
-
-
-def night_cells(row: Any, metric_labels: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """A night row's cells by column key: ``text`` (shown), ``sort`` (ordered by), ``title`` (hover), ``cls``."""
-    when = _utc_datetime(row.obs_time)
-    cells: dict[str, dict[str, Any]] = {
-        "image_name": {"text": row.image_name, "sort": row.image_name},
-        "seq_num": {"text": _num(row.seq_num), "sort": _sort_key(row.seq_num)},
-        "obs_time": {
-            "text": when.strftime("%H:%M:%S") if when else "",
-            "sort": _sort_key(row.obs_time),
-            "title": when.strftime("%Y-%m-%d %H:%M:%S UTC") if when else "",
-        },
-        "image_type": {"text": row.image_type or "", "sort": row.image_type or ""},
-        "filter": {"text": row.filter or "", "sort": row.filter or ""},
-        "exposure_time": {"text": _num(row.exposure_time), "sort": _sort_key(row.exposure_time)},
-    }
-    for label in metric_labels:
-        value = row.metrics.get(label)
-        cells[f"metric:{label}"] = {"text": _num(value), "sort": _sort_key(value)}
-    state_text = row.state if not row.reason else f"{row.state}: {row.reason}"
-    cells["state"] = {"text": state_text, "sort": row.state, "title": row.reason or "", "cls": f"state-{row.state}"}
-    detail = f"{row.n_done} of {row.n_expected} done, {row.n_failed} failed, {row.n_dropped} dropped"
-    cells["detectors"] = {"text": f"{row.n_done}/{row.n_expected}", "sort": row.n_done, "title": detail}
-    for key in ("latency_first_detector", "latency_visit_metrics"):
-        value = getattr(row, key)
-        cells[key] = {"text": _seconds(value), "sort": _sort_key(value)}
-    return {key: {"title": "", "cls": "", **cell} for key, cell in cells.items()}
-
-
-def image_href(instrument: str, image_name: str) -> str:
-    """The Image page of an image."""
-    return f"/image/{_q(instrument)}/{_q(image_name)}"
-
-
-def night_row_payload(row: Any, metric_labels: Sequence[str]) -> dict[str, Any]:
-    """A night row as the live feed sends it: its fields, its cells, its Image page."""
-    payload = row.as_dict()
-    payload["cells"] = night_cells(row, metric_labels)
-    payload["href"] = image_href(row.instrument, row.image_name)
-    return payload
-
-
-def _esc(text: Any) -> str:
-    return html.escape(str(text), quote=True)
-
-
-def night_row_html(row: Any, cells: Mapping[str, Mapping[str, Any]], columns: Sequence[Mapping[str, Any]]) -> Markup:
-    """A night row as a ``<tr>``, every value escaped (`html.escape`, quotes too), as night.js builds live rows.
-
-    Written in Python rather than as a template loop: a night of 1,000 images has 20,000 cells,
-    and a Jinja loop over them took 0.3 s.
-    """
-    href = _esc(image_href(row.instrument, row.image_name))
-    parts = [f'<tr data-image="{_esc(row.image_name)}" data-state="{_esc(row.state)}">']
-    for column in columns:
-        key = column["key"]
-        cell = cells[key]
-        attributes = f' data-col="{_esc(key)}" data-sort="{_esc(str(cell["sort"]))}"'
-        if cell["title"]:
-            attributes += f' title="{_esc(cell["title"])}"'
-        if cell["cls"]:
-            attributes += f' class="{_esc(cell["cls"])}"'
-        if not column["default"]:
-            attributes += " hidden"
-        text = _esc(cell["text"])
-        body = f'<a href="{href}">{text}</a>' if key == "image_name" else text
-        parts.append(f"<td{attributes}>{body}</td>")
-    parts.append("</tr>")
-    return Markup("".join(parts))
-
-
-def detector_rows_html(
-    detector_metrics: Mapping[int, Mapping[str, Any]], names: Sequence[str], detector_names: Mapping[int, str]
-) -> Markup:
-    """The per-detector metrics table's rows, every value escaped (189 detectors × 50 metrics in a
-    Jinja loop took 0.1 s of an image page's 0.3 s)."""
-    parts = []
-    for detector in sorted(detector_metrics):
-        values = detector_metrics[detector]
-        cells = "".join(f'<td class="num">{_esc(_num(values.get(name), 4))}</td>' for name in names)
-        name = _esc(detector_names.get(detector, ""))
-        parts.append(f'<tr><td class="num">{_esc(detector)}</td><td>{name}</td>{cells}</tr>')
-    return Markup("\n".join(parts))
-
-
-def _csv_cell(value: Any) -> Any:
-    # A spreadsheet runs a cell that starts with one of these as a formula: quote it.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return "" if value is None else value
-
-
-# -- middleware --
-
-
-class ReadOnlyMiddleware:
-    """405 for anything but GET and HEAD; security headers on every response."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            if scope["type"] == "websocket":  # no websockets here: refuse the handshake
-                await send({"type": "websocket.close", "code": 1008})
-                return
-            await self.app(scope, receive, send)
-            return
-        if scope["method"] not in _ALLOWED_METHODS:
-            response = PlainTextResponse(
-                "Method Not Allowed: this page only reads",
-                status_code=405,
-                headers={"Allow": ", ".join(_ALLOWED_METHODS)},
-            )
-            await response(scope, receive, self._with_headers(send))
-            return
-        await self.app(scope, receive, self._with_headers(send))
-
-    @staticmethod
-    def _with_headers(send: Send) -> Send:
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {name.lower() for name, _ in headers}
-                for name, value in SECURITY_HEADERS.items():
-                    if name.encode() not in present:
-                        headers.append((name.encode(), value.encode()))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        return send_with_headers
-
-
-# -- the application --
 
 
 def _environment() -> jinja2.Environment:
@@ -369,13 +67,13 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["num"] = _num
-    env.filters["utc"] = _utc
-    env.filters["seconds"] = _seconds
-    env.filters["q"] = _q
-    env.filters["http_url"] = _http_url
-    env.filters["size"] = _size
-    env.globals["image_href"] = image_href
+    env.filters["num"] = fmt.num
+    env.filters["utc"] = fmt.utc
+    env.filters["seconds"] = fmt.seconds
+    env.filters["q"] = fmt.q
+    env.filters["http_url"] = fmt.http_url
+    env.filters["size"] = fmt.size
+    env.globals["image_href"] = fmt.image_href
     return env
 
 
@@ -426,7 +124,7 @@ def create_app(
 
     def lookup_row(instrument: str, image_name: str) -> dict[str, Any] | None:
         row = source.queries().night_row(instrument, image_name)
-        return None if row is None else night_row_payload(row, labels())
+        return None if row is None else fmt.night_row_payload(row, labels())
 
     feed = LiveFeed(follow, row_lookup=lookup_row, queue_len=queue_len)
 
@@ -476,7 +174,7 @@ def create_app(
                 days = source.queries().days(instrument)
                 if not days:
                     raise not_found(f"no nights of {instrument} in the results database")
-                return RedirectResponse(f"/{kind}/{_q(instrument)}/{days[0]}", status_code=302)
+                return RedirectResponse(f"/{kind}/{fmt.q(instrument)}/{days[0]}", status_code=302)
 
             try:
                 return await run_in_threadpool(build)
@@ -505,7 +203,7 @@ def create_app(
         def build() -> HTMLResponse:
             queries, rows, days = _night_data(instrument, day_obs)
             metric_labels = labels()
-            columns = night_columns(metric_labels)
+            columns = fmt.night_columns(metric_labels)
             older = [d for d in days if d < day_obs]
             newer = [d for d in days if d > day_obs]
             return render(
@@ -515,7 +213,7 @@ def create_app(
                     "instrument": instrument,
                     "day_obs": day_obs,
                     "columns": columns,
-                    "rows": [night_row_html(r, night_cells(r, metric_labels), columns) for r in rows],
+                    "rows": [fmt.night_row_html(r, fmt.night_cells(r, metric_labels), columns) for r in rows],
                     "previous_day": older[0] if older else None,
                     "next_day": newer[-1] if newer else None,
                     "live": instrument in feed.states,
@@ -532,7 +230,7 @@ def create_app(
         def build() -> JSONResponse:
             _, rows, _ = _night_data(instrument, day_obs)
             metric_labels = labels()
-            return JSONResponse({"rows": [night_row_payload(r, metric_labels) for r in rows]})
+            return JSONResponse({"rows": [fmt.night_row_payload(r, metric_labels) for r in rows]})
 
         return await run_in_threadpool(build)
 
@@ -567,14 +265,14 @@ def create_app(
             writer.writerow(fields)
             for row in rows:
                 values = row.as_dict()
-                values["obs_time_utc"] = _utc(row.obs_time, "%Y-%m-%dT%H:%M:%S.%f")
+                values["obs_time_utc"] = fmt.utc(row.obs_time, "%Y-%m-%dT%H:%M:%S.%f")
                 values.update({label: row.metrics.get(label) for label in metric_labels})
-                writer.writerow([_csv_cell(values.get(f)) for f in fields])
+                writer.writerow([fmt.csv_cell(values.get(f)) for f in fields])
             filename = f"{instrument}_{day_obs}.csv"
             return Response(
                 out.getvalue(),
                 media_type="text/csv; charset=utf-8",
-                headers={"Content-Disposition": f'attachment; filename="{_q(filename)}"'},
+                headers={"Content-Disposition": f'attachment; filename="{fmt.q(filename)}"'},
             )
 
         return await run_in_threadpool(build)
@@ -610,11 +308,11 @@ def create_app(
                     "title": image_name,
                     "instrument": instrument,
                     "page": found,
-                    "row": night_row_payload(found.row, metric_labels),
-                    "columns": night_columns(metric_labels),
+                    "row": fmt.night_row_payload(found.row, metric_labels),
+                    "columns": fmt.night_columns(metric_labels),
                     "products": products,
                     "detector_metric_names": metric_names,
-                    "detector_rows": detector_rows_html(found.detector_metrics, metric_names, name_of),
+                    "detector_rows": fmt.detector_rows_html(found.detector_metrics, metric_names, name_of),
                     "directories": sorted({str(pathlib.PurePath(p["path"]).parent) for p in products if p["path"]}),
                     **nav(queries),
                 },
