@@ -275,6 +275,11 @@ def test_process_data_appears_live(
         }).observe(document.querySelector('#night tbody'), {childList: true, subtree: true})""",
         LATISS_OBSID,
     )
+    # The night before, open too: told that a newer night has begun, and where.
+    before = tab.context.new_page()
+    before.goto(f"{site['url']}/night/LATISS/{DAY_OBS - 1}")
+    before.wait_for_function("document.getElementById('live-status').textContent.includes('live')")
+    assert before.locator("#newer-night").is_hidden()
     csc = CscThread(index=1)
     try:
         csc.start()
@@ -287,6 +292,10 @@ def test_process_data_appears_live(
             arg=LATISS_OBSID,
         )
         assert tab.page.evaluate("window.notReloaded") is True
+        before.locator("#newer-night").wait_for()
+        assert before.locator("#newer-night a").get_attribute("href") == f"/night/LATISS/{DAY_OBS}"
+        assert before.locator("#night tbody tr").count() == 0
+        before.close()
         assert row.locator("td[data-col='state']").inner_text().startswith("complete")
         assert row.locator("a").get_attribute("href") == f"/image/LATISS/{LATISS_OBSID}"
         results = [(t, d) for t, d in csc.job_results if d.jobId == job_id]

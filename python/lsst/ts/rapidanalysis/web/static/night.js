@@ -183,7 +183,15 @@
   let snapshots = 0;
   RA.connect({
     row: function (message) {
-      if (message.instrument !== instrument || Number(message.row.day_obs) !== dayObs) return;
+      if (message.instrument !== instrument) return;
+      if (Number(message.row.day_obs) > dayObs) {
+        // Tonight rolled over (or this is an old night): say where the new images go.
+        const note = document.getElementById("newer-night");
+        note.querySelector("a").href = "/night/" + encodeURIComponent(instrument) + "/" + Number(message.row.day_obs);
+        note.hidden = false;
+        return;
+      }
+      if (Number(message.row.day_obs) !== dayObs) return;
       upsert(message.row);
       refresh();
     },
