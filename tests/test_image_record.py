@@ -77,7 +77,7 @@ def test_complete_partial_failed_dropped() -> None:
     partial.job_ended(end(c, JobState.ABORTED, start_time=0.0, exit_code=255, error_report="dropped: stale"), uc)
     row = partial.row()
     assert (row["n_expected"], row["n_done"], row["n_failed"], row["n_dropped"]) == (3, 1, 1, 1)
-    assert row["state"] == "partial" and row["visit_metrics_time"] is None  # the gather has not run
+    assert row["state"] == "partial" and "visit_metrics_time" not in row  # the gather has not run
     assert row["reason"] == "1 failed: sfm detector 1: exit 3: raw not found; 1 dropped: sfm detector 2: dropped: stale"
 
     failed = ImageRecord("LSSTComCam", OBSID)
@@ -288,3 +288,32 @@ async def test_jobs_left_by_a_restart_end_in_the_stored_row(recorder: JobRecorde
     await settle(recorder)
     with ResultsDatabase(tmp_path / "results.sqlite3") as db:
         assert db.image_row("LSSTComCam", "CC_O_20251115_000099") is None
+
+
+async def test_a_command_on_an_image_recorded_before_keeps_what_was_known(
+    recorder: JobRecorder, tmp_path: pathlib.Path
+) -> None:
+    """processData on an image an earlier process recorded: counts anew, the camera's times and type kept."""
+    assert recorder.writer is not None
+    await recorder.writer.write(
+        lambda db: db.record_image(
+            "LSSTComCam",
+            OBSID,
+            image_type="OBJECT",
+            obs_time=T0,
+            end_readout_time=T0 + 0.5,
+            trigger="autonomous",
+            visit_metrics_time=T0 + 30,
+            n_expected=9,
+            n_done=9,
+            state="complete",
+        )
+    )
+    j = job(pipeline="mount_torque", detector=None, trigger=Trigger.COMMAND, submit_time=T0 + 3600)
+    recorder.submitted(j)
+    recorder.job_ended(end(j, JobState.FAILED, at=T0 + 3605, exit_code=3, error_report="no telemetry"))
+    await settle(recorder)
+    row = row_of(tmp_path)
+    assert (row["image_type"], row["obs_time"], row["end_readout_time"]) == ("OBJECT", T0, T0 + 0.5)
+    assert (row["n_expected"], row["n_failed"], row["state"], row["trigger"]) == (1, 1, "failed", "command")
+    assert row["visit_metrics_time"] == T0 + 30 and row["reason"] == "1 failed: mount_torque: exit 3: no telemetry"

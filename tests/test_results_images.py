@@ -6,10 +6,10 @@ import sqlite3
 
 import pytest
 import sqlalchemy as sa
-from postgres_server import fresh_database
 
 from lsst.ts.rapidanalysis.results import IMAGE_STATES, IMAGE_TRIGGERS, SCHEMA_VERSION, ResultsDatabase, open_results
 from lsst.ts.rapidanalysis.results import database as results_database
+from postgres_server import fresh_database
 
 T0 = 1_763_000_000.0  # a TAI unix time in November 2025
 IMAGE_COLUMNS = [
@@ -212,3 +212,15 @@ def test_unknown_version_still_refused(tmp_path):
         conn.execute("UPDATE ra_meta SET value = '7' WHERE key = 'schema_version'")
     with pytest.raises(RuntimeError, match=r"schema version 7; this code uses 2 \(and opens versions 1, 2\)"):
         ResultsDatabase(path)
+
+
+def test_defaults_fill_only_what_is_unknown(db):
+    """A guess (processData's image time) never replaces what is stored; it fills a gap or a new row."""
+    db.record_image("LSSTCam", "MC_O_20251115_000001", defaults={"obs_time": T0 + 99}, state="processing")
+    assert db.image_row("LSSTCam", "MC_O_20251115_000001")["obs_time"] == T0 + 99  # a new row: the guess
+    db.record_image("LSSTCam", "MC_O_20251115_000001", obs_time=T0)
+    db.record_image("LSSTCam", "MC_O_20251115_000001", defaults={"obs_time": T0 + 500}, n_done=1)
+    row = db.image_row("LSSTCam", "MC_O_20251115_000001")
+    assert row["obs_time"] == T0 and row["n_done"] == 1
+    with pytest.raises(ValueError, match="unknown image fields"):
+        db.record_image("LSSTCam", "MC_O_20251115_000001", defaults={"colour": "red"})

@@ -751,7 +751,9 @@ class ResultsDatabase:
         except sa.exc.IntegrityError as e:
             raise ValueError(f"cannot record a product of job {job_id!r}: record_job it first ({e.orig})") from e
 
-    def record_image(self, instrument: str, image_name: str, **fields: Any) -> None:
+    def record_image(
+        self, instrument: str, image_name: str, *, defaults: Mapping[str, Any] | None = None, **fields: Any
+    ) -> None:
         """Insert an image, or update the given fields of an existing one (an upsert by instrument and name).
 
         Parameters
@@ -765,6 +767,10 @@ class ResultsDatabase:
             ``filter``, ``exposure_time``, ``obs_time``, ``trigger`` (one of `IMAGE_TRIGGERS`),
             ``end_readout_time``, ``first_detector_time``, ``visit_metrics_time``, ``n_expected``,
             ``n_done``, ``n_failed``, ``n_dropped``, ``state`` (one of `IMAGE_STATES`), ``reason``.
+        defaults : `dict`, optional
+            Fields (as ``fields``) set only where the stored value is NULL (or the row is new): a
+            guess (processData's image time, the time its job was made) does not replace what
+            was known (the camera's readout time).
 
         Raises
         ------
@@ -774,6 +780,7 @@ class ResultsDatabase:
             If the database is at schema version 1 (opened without ``create``, so not upgraded).
         """
         values = self._image_values(fields)
+        guesses = self._image_values(defaults or {})
         if not self.has_images:
             raise RuntimeError(
                 f"{self!r} has results schema version {self.schema_version}, without ra_image: "
@@ -784,12 +791,15 @@ class ResultsDatabase:
         for attempt in range(2):
             try:
                 with self._write() as conn:
-                    if values:
-                        found = conn.execute(sa.update(ra_image).where(key).values(values)).rowcount > 0
+                    update = dict(values)
+                    update.update({name: sa.func.coalesce(ra_image.c[name], v) for name, v in guesses.items()})
+                    if update:
+                        found = conn.execute(sa.update(ra_image).where(key).values(update)).rowcount > 0
                     else:
                         found = (conn.scalar(sa.select(sa.func.count()).select_from(ra_image).where(key)) or 0) > 0
                     if not found:
-                        conn.execute(sa.insert(ra_image).values(instrument=instrument, image_name=image_name, **values))
+                        row = {**guesses, **values}
+                        conn.execute(sa.insert(ra_image).values(instrument=instrument, image_name=image_name, **row))
                 return
             except sa.exc.IntegrityError:
                 if attempt:

@@ -211,20 +211,28 @@ class ImageRecord:
         return text
 
     def row(self) -> dict[str, Any]:
-        """The ``ra_image`` columns (for `ResultsDatabase.record_image`, with instrument and image_name)."""
-        return dict(
-            instrument=self.instrument,
-            image_name=self.image_name,
+        """The ``ra_image`` columns (for `ResultsDatabase.record_image`, with instrument and image_name).
+
+        What is not known (None) is left out, so a record made again (an image forgotten, or
+        processed by command after an earlier CSC process recorded it) does not blank what was
+        stored; a guessed ``obs_time`` goes in ``defaults`` (kept only where none is stored). The
+        counts, the state and the reason are this record's.
+        """
+        known = dict(
             day_obs=self.day_obs,
             seq_num=self.seq_num,
             image_type=self.image_type,
             filter=self.filter,
             exposure_time=self.exposure_time,
-            obs_time=self.obs_time,
             trigger=self.trigger,
             end_readout_time=self.end_readout_time,
             first_detector_time=self.first_detector_time,
             visit_metrics_time=self.visit_metrics_time,
+        )
+        row: dict[str, Any] = dict(
+            instrument=self.instrument,
+            image_name=self.image_name,
+            **{name: value for name, value in known.items() if value is not None},
             n_expected=len(self.units),
             n_done=self.n_done,
             n_failed=self._count(_FAILED),
@@ -232,6 +240,12 @@ class ImageRecord:
             state=self.state,
             reason=self.reason,
         )
+        if self.obs_time is not None:
+            if self.obs_time_guessed:
+                row["defaults"] = {"obs_time": self.obs_time}
+            else:
+                row["obs_time"] = self.obs_time
+        return row
 
     @staticmethod
     def trigger_of(job: Job) -> str:
