@@ -222,6 +222,8 @@ def test_database_missing(tmp_path: pathlib.Path) -> None:
     client = TestClient(app)
     response = client.get(f"/night/{INSTRUMENT}/{DAY_OBS}")
     assert response.status_code == 503 and "results.sqlite3" in response.text
+    for path in (f"/night/{INSTRUMENT}", f"/night/{INSTRUMENT}/{DAY_OBS}.csv", "/plot/trend.svg?day_obs=1&metric=x"):
+        assert client.get(path, follow_redirects=False).status_code == 503, path
     assert client.get("/").status_code == 200
     fill_night(tmp_path)
     assert client.get(f"/night/{INSTRUMENT}/{DAY_OBS}").status_code == 200

@@ -137,14 +137,9 @@ def create_app(
             instruments += [i for i in queries.instruments() if i not in instruments]
         return {"nav_instruments": instruments}
 
-    async def page(build: Callable[[], HTMLResponse]) -> Response:
-        """Build a page in a thread; a missing database is a 503 that says why."""
-        try:
-            return await run_in_threadpool(build)
-        except DatabaseUnavailable as e:
-            return await run_in_threadpool(
-                render, "error.html", {"title": "No results database", "message": str(e), **nav(None)}, 503
-            )
+    async def page(build: Callable[[], Response]) -> Response:
+        """Build a page in a thread (a missing database: `database_unavailable` answers)."""
+        return await run_in_threadpool(build)
 
     def not_found(message: str) -> HTTPException:
         return HTTPException(404, message)
@@ -176,12 +171,7 @@ def create_app(
                     raise not_found(f"no nights of {instrument} in the results database")
                 return RedirectResponse(f"/{kind}/{fmt.q(instrument)}/{days[0]}", status_code=302)
 
-            try:
-                return await run_in_threadpool(build)
-            except DatabaseUnavailable as e:
-                return await run_in_threadpool(
-                    render, "error.html", {"title": "No results database", "message": str(e), **nav(None)}, 503
-                )
+            return await run_in_threadpool(build)
 
         return redirect
 
@@ -442,6 +432,15 @@ def create_app(
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
 
+    async def database_unavailable(request: Request, exc: Exception) -> Response:
+        """Any route, before the CSC made the database or while it cannot be read: a 503 that says why."""
+        if request.url.path.startswith(("/files/", "/plot/", "/events", "/api/")) or request.url.path.endswith(
+            (".csv", ".json")
+        ):
+            return PlainTextResponse(f"503 {exc}", status_code=503)
+        context = {"title": "No results database", "message": str(exc), **nav(None)}
+        return await run_in_threadpool(render, "error.html", context, 503)
+
     async def error_page(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         title = "Not found" if exc.status_code == 404 else "Error"
@@ -490,7 +489,7 @@ def create_app(
     app = Starlette(
         routes=routes,
         middleware=middleware,
-        exception_handlers={404: error_page, 400: error_page},
+        exception_handlers={404: error_page, 400: error_page, DatabaseUnavailable: database_unavailable},
         lifespan=lifespan,
     )
     app.state.feed = feed
