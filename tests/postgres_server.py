@@ -11,6 +11,10 @@ The binaries are Debian's (``postgresql-NN``): found with ``pg_config --bindir``
 run as root: as root, they run as the ``postgres`` user (or ``nobody``) through ``runuser``, in a
 directory that user owns. The server is tuned for throw-away data (``fsync=off``): reads, what the
 page does, are as fast as on a durable server; writes are faster.
+
+``pg_ctl`` runs the server as a daemon, which would outlive a test run killed without its teardown
+(``timeout``'s SIGTERM, a SIGKILL): a small watchdog shell, in a session of its own, stops the server
+and deletes its directory when the process that started it is gone.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ __all__ = ["PostgresServer", "PostgresUnavailable", "find_bindir", "fresh_databa
 
 _SUPERUSER = "postgres"
 _START_TIMEOUT = 60.0
+# $1: the pid to outlive; $2: the directory to delete; the rest: the command that stops the server.
+_WATCHDOG = 'parent=$1; root=$2; shift 2; while kill -0 "$parent" 2>/dev/null; do sleep 2; done; "$@"; rm -rf "$root"'
 
 
 class PostgresUnavailable(RuntimeError):
@@ -105,6 +111,7 @@ class PostgresServer:
         self.started = False
         #: Seconds initdb and the start took.
         self.startup_seconds = 0.0
+        self._watchdog: subprocess.Popen | None = None
 
     def _command(self, *args: str) -> list[str]:
         if self.user is None:
@@ -167,10 +174,25 @@ class PostgresServer:
                 continue
             self.started = True
             self.startup_seconds = time.monotonic() - t0
+            self._start_watchdog()
             return
+
+    def _start_watchdog(self) -> None:
+        stop = self._command(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        self._watchdog = subprocess.Popen(
+            ["/bin/sh", "-c", _WATCHDOG, "postgres-watchdog", str(os.getpid()), str(self.root), *stop],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # not killed with our process group
+        )
 
     def stop(self) -> None:
         """Stop the server (at once: the data is thrown away) and delete its directory."""
+        if self._watchdog is not None:
+            self._watchdog.kill()
+            self._watchdog.wait()
+            self._watchdog = None
         try:
             if self.started:
                 with contextlib.suppress(RuntimeError, subprocess.SubprocessError):
