@@ -13,10 +13,13 @@ page) of visits picked at random, median of repeated calls on a warm connection 
 file and on a PostgreSQL server started for the run (`tests/postgres_server.py`: Debian's
 binaries, a temporary directory, ``ANALYZE`` after the load as autovacuum would). Then the HTTP
 round trip of the same pages through the page's app (`web.app.create_app`, Starlette's
-TestClient, in process: routing, the query in a thread, the template). Targets (issue 16): the
-night table in under 1 s, the image page in under 0.3 s, on both databases.
+TestClient, in process: routing, the query in a thread, the template). Last, `page_live`: a
+jobResult's way to an open page (a CSC, ``rapid_analysis serve`` and Chromium, each its own
+process). Targets (issue 16): the night table in under 1 s, the image page in under 0.3 s, on
+both databases; a jobResult in the open page in under 1 s.
 
     python bench/page.py [--quick] [--visits 1000] [--detectors 189] [--no-postgres] [--explain] [--keep FILE]
+                         [--live N | --no-live]
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from lsst.ts.rapidanalysis.results.database import (
     ra_product,
 )
 from lsst.ts.rapidanalysis.web.queries import HEADLINE_METRICS, PageQueries
+from page_live import measure_live
 
 # The tests' PostgreSQL server helper, shared rather than copied.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
@@ -373,6 +377,8 @@ def main() -> None:
     parser.add_argument("--explain", action="store_true", help="print the query plans")
     parser.add_argument("--seed", type=int, default=16)
     parser.add_argument("--keep", type=pathlib.Path, help="write the SQLite night to this file and keep it")
+    parser.add_argument("--live", type=int, default=20, metavar="N", help="images in the live measurement (20)")
+    parser.add_argument("--no-live", action="store_true", help="skip the live measurement (CSC, server, browser)")
     args = parser.parse_args()
     n_visits = 50 if args.quick else args.visits
     results: dict[str, dict[str, float]] = {}
@@ -411,6 +417,7 @@ def main() -> None:
                     f"{server.startup_seconds:.1f} s)"
                 )
                 results["PostgreSQL"] = measure("PostgreSQL", url, n_visits, output_root, args.explain)
+    live = None if args.no_live else measure_live(5 if args.quick else args.live)
     say()
     say(f"Summary ({n_visits} visits × {args.detectors} detectors; targets: night < 1000 ms, image < 300 ms):")
     for label, figures in results.items():
@@ -420,6 +427,9 @@ def main() -> None:
         if "http_night" in figures:
             http = f"; HTTP night {ms(figures['http_night'])}, image {ms(figures['http_image'])}"
         say(f"  {label:10s} night {ms(figures['night'])} ({night_ok}), image {ms(figures['image'])} ({image_ok}){http}")
+    if live is not None:
+        live_ok = "ok" if live["max"] < 1.0 else "OVER"
+        say(f"  live       jobResult → open page p50 {ms(live['p50'])}, max {ms(live['max'])} ({live_ok}; < 1000 ms)")
     say(f"Machine after: {machine()}")
 
 
