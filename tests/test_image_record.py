@@ -1,4 +1,4 @@
-"""An image's ``ra_image`` row as the CSC writes it: `ImageRecord`'s rules and `JobRecorder`'s writes.
+"""An image's ``ra_image`` row as the CSC writes it: `ImageRecord`'s rules and `ImageRows`' writes.
 
 Against a real SQLite file; no DDS, no Dask (the CSC's own writes are in test_image_record_csc.py).
 """
@@ -18,7 +18,8 @@ from lsst.ts.rapidanalysis.data.image_listener import ImageArrival
 from lsst.ts.rapidanalysis.dispatch.jobs import ExitCode, Job, JobState, Trigger
 from lsst.ts.rapidanalysis.results.database import ResultsDatabase
 from lsst.ts.rapidanalysis.results.image_record import ImageRecord
-from lsst.ts.rapidanalysis.results.recorder import IMAGE_WRITE_DELAY, JobRecorder
+from lsst.ts.rapidanalysis.results.image_rows import IMAGE_WRITE_DELAY
+from lsst.ts.rapidanalysis.results.recorder import JobRecorder
 
 OBSID = "CC_O_20251115_000042"
 T0 = 1_763_000_000.0
@@ -177,7 +178,7 @@ def row_of(tmp_path: pathlib.Path, name: str = OBSID) -> dict:
 
 async def test_autonomous_image_rows(recorder: JobRecorder, tmp_path: pathlib.Path) -> None:
     # Heard 0.25 s ago; the camera's readout ended at T0.
-    recorder.clock = lambda: T0 + 1.0
+    recorder.images.clock = lambda: T0 + 1.0
     arrival = ImageArrival(
         OBSID,
         img_type="ENGTEST",
@@ -258,10 +259,10 @@ async def test_image_rows_waiting_are_written_at_close(tmp_path: pathlib.Path) -
 async def test_a_failed_image_write_is_logged(
     recorder: JobRecorder, tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    record = recorder._image_of_job(job())
+    record = recorder.images._image_of_job(job())
     assert record is not None
     record.trigger = "sometimes"  # not an image trigger: the database refuses the row
-    recorder._changed(record)
+    recorder.images._changed(record)
     await settle(recorder)
     assert any(
         "Results database write failed" in r.getMessage() and "sometimes" in r.getMessage() for r in caplog.records
