@@ -28,18 +28,8 @@ from lsst.ts.rapidanalysis import sal
 from lsst.ts.rapidanalysis.sal.testutils import set_random_lsst_dds_partition_prefix
 from lsst.ts.rapidanalysis.sim.csc_process import start_rapid_analysis
 from lsst.ts.rapidanalysis.sim.page_process import start_page
+from lsst.ts.rapidanalysis.web.browser import CHROMIUM, launch_options
 
-CHROMIUM = pathlib.Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 INDEX = 1  # LATISS: one detector, so one job per image
 DAY = 20261202
 #: Records, per image, when its row first shows a final state (by the browser's clock, unix s).
@@ -94,7 +84,7 @@ async def _measure_live(n_jobs: int) -> dict[str, float]:
                 return received.setdefault(job_id, loop.create_future())
 
             ra.evt_jobResult.callback = lambda data: arrival(data.jobId).set_result(time.time())
-            browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            browser = await playwright.chromium.launch(**launch_options())
             page = await browser.new_page()
             await page.goto(f"{url}/night/LATISS/{DAY}")
             await page.wait_for_function("document.getElementById('live-status').textContent.includes('live')")

@@ -28,20 +28,10 @@ from benchlib import wait_enabled, write_csc_config
 from lsst.ts.rapidanalysis import sal
 from lsst.ts.rapidanalysis.csc import RapidAnalysisCsc
 from lsst.ts.rapidanalysis.results.database import ResultsDatabase
+from lsst.ts.rapidanalysis.web.browser import launch_options
 from lsst.ts.rapidanalysis.web.sample_night import make_sample_night
 from lsst.ts.rapidanalysis.web.server import start_server_in_background
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 INSTRUMENT = "LSSTComCam"
 INDEX = 2
 DAY_OBS = 20251115
@@ -65,7 +55,7 @@ async def take(out: pathlib.Path, workdir: pathlib.Path, demo_output: pathlib.Pa
     print(f"page at {url}")
     try:
         async with async_playwright() as playwright:
-            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = await playwright.chromium.launch(**launch_options())
             page = await browser.new_page(viewport={"width": 1400, "height": 900})
             await page.goto(f"{url}/night/{INSTRUMENT}/{DAY_OBS}")
             # A focal-plane mode chosen by hand, so that Now shows one and why.

@@ -25,7 +25,8 @@ from typing import Any
 
 import pytest
 
-from web_helpers import CHROMIUM, CHROMIUM_ARGS, DAY_OBS, HOSTILE, INSTRUMENT, fill_night
+from lsst.ts.rapidanalysis.web.browser import CHROMIUM, launch_options
+from web_helpers import DAY_OBS, HOSTILE, INSTRUMENT, fill_night
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(),
@@ -75,7 +76,7 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(**launch_options())
         yield browser
         browser.close()
 

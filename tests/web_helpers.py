@@ -6,18 +6,6 @@ import pathlib
 import socket
 import urllib.parse
 
-#: Debian's Chromium: the page's browser tests drive it (no browser download).
-CHROMIUM = pathlib.Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 #: The night the tests fill (a LSSTComCam night: 9 detectors, quick to write).
 INSTRUMENT = "LSSTComCam"
 DAY_OBS = 20251115
