@@ -71,13 +71,14 @@ import time
 import traceback
 from typing import Any
 
-from benchlib import Interrupts, StopRun, await_csc_enabled, check_alive, median, say, shutdown_csc
+from benchlib import Interrupts, StopRun, check_alive, median, say, shutdown_csc
 from lsst.ts.rapidanalysis import sal
 from lsst.ts.rapidanalysis.data.camera import get_instrument
 from lsst.ts.rapidanalysis.sal.testutils import set_random_lsst_dds_partition_prefix
 from lsst.ts.rapidanalysis.sim.camera_sim import CameraSimulator
 from lsst.ts.rapidanalysis.sim.csc_process import start_rapid_analysis
 from lsst.ts.rapidanalysis.sim.stream import StreamWriter
+from stream_rig import await_autonomous, make_remotes, start_camera, take_visit
 
 INSTRUMENT = get_instrument("LSSTCam")
 SAL_INDEX = 3
@@ -251,7 +252,7 @@ class Watcher:
         if visit is not None:
             visit.gathers.append((data.nProcessed, data.nExpected, data.partial, data.regather, data.private_sndStamp))
 
-    def on_sfm_visit_metrics(self, data: Any) -> None:
+    def on_visit_metrics(self, data: Any) -> None:
         if self.closing:
             return
         visit = self.by_name.get(data.imageName)
@@ -439,49 +440,13 @@ async def run_mode(mode: str, args: argparse.Namespace, workdir: pathlib.Path) -
     camera: CameraSimulator | None = None
     try:
         async with sal.Domain() as domain:
-            ra = sal.Remote(
-                domain,
-                "RapidAnalysis",
-                SAL_INDEX,
-                include=[
-                    "summaryState",
-                    "errorCode",
-                    "focalPlaneMode",
-                    "visitGathered",
-                    "sfmVisitMetrics",
-                    "poolStatus",
-                    "jobResult",
-                ],
-            )
-            cam = sal.Remote(domain, "MTCamera", include=["endReadout"])
+            ra, cam = make_remotes(domain, SAL_INDEX)
             try:
-                await asyncio.gather(ra.start_task, cam.start_task)
-                # Callbacks before the CSC publishes anything (setting one flushes what was queued).
-                cam.evt_endReadout.callback = watcher.on_end_readout
-                ra.evt_focalPlaneMode.callback = watcher.on_focal_plane_mode
-                ra.evt_visitGathered.callback = watcher.on_visit_gathered
-                ra.evt_jobResult.callback = watcher.on_job_result
-                ra.tel_sfmVisitMetrics.callback = watcher.on_sfm_visit_metrics
-                ra.tel_poolStatus.callback = watcher.on_pool_status
-                day_obs = time.strftime("%Y%m%d", time.gmtime(sal.current_tai() - 12 * 3600))
-                camera = CameraSimulator(
-                    "LSSTCam",
-                    writer=writer.write_exposure,
-                    raw_root=raw_root,
-                    time_scale=args.camera_time_scale,
-                    day_obs_override=day_obs,  # the fast simulated clock must not roll the observing day
-                    write_timeout=300.0,
-                    initial_state=sal.State.ENABLED,
+                camera, _ = await start_camera(
+                    ra, cam, watcher, writer, raw_root, args.camera_time_scale, INTERRUPTS, write_timeout=300.0
                 )
-                await camera.start_task
-                INTERRUPTS.install()  # the camera simulator replaced our handlers with its own
-
                 t0 = time.monotonic()
-                await await_csc_enabled(ra, process, timeout=180)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(watcher.mode_seen.wait(), 60)
-                if watcher.mode is None:
-                    raise StopRun("no focalPlaneMode within 60 s of ENABLED (autonomous processing not started?)")
+                await await_autonomous(ra, process, watcher)
                 await asyncio.sleep(3.0)  # let the CSC's endReadout reader match the camera's writer
                 startup = time.monotonic() - t0
                 say(
@@ -558,28 +523,8 @@ async def observe(
                     f"{MIN_FREE_BYTES / GB:.0f} GB; stopping before visit {i + 1}"
                 )
         late = max(0.0, time.monotonic() - slot)
-        n_before = len(watcher.visits)
-        watcher.new_visit.clear()
-        t_take = time.monotonic()
-        starts.append(t_take)
-        await cam.cmd_takeImages.set_start(
-            numImages=1,
-            expTime=EXP_TIME,
-            shutter=True,
-            sensors="",
-            keyValueMap="imageType: OBJECT",
-            obsNote="bench/keepup.py",
-            timeout=360,
-        )
-        take = time.monotonic() - t_take
-        deadline = time.monotonic() + 10
-        while len(watcher.visits) == n_before and time.monotonic() < deadline:
-            watcher.new_visit.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(watcher.new_visit.wait(), 1)
-        if len(watcher.visits) == n_before:
-            raise StopRun(f"no endReadout heard within 10 s of takeImages completing (visit {i + 1})")
-        visit = watcher.visits[-1]
+        starts.append(time.monotonic())
+        visit, take = await take_visit(cam, watcher, EXP_TIME, "bench/keepup.py", timeout=360)
         visit.take_seconds, visit.late_seconds = take, late
         visit.load1 = _load1()
         visit.free_gb = shutil.disk_usage(raw_root).free / GB

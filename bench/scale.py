@@ -67,7 +67,7 @@ from typing import Any
 import psutil
 from distributed import Client
 
-from benchlib import Interrupts, StopRun, await_csc_enabled, check_alive, median, say, shutdown_csc, write_csc_config
+from benchlib import Interrupts, StopRun, check_alive, median, say, shutdown_csc, write_csc_config
 from lsst.ts.rapidanalysis import sal
 from lsst.ts.rapidanalysis.data.camera import get_instrument
 from lsst.ts.rapidanalysis.dispatch.worker_task import run_job
@@ -76,6 +76,7 @@ from lsst.ts.rapidanalysis.sal.testutils import set_random_lsst_dds_partition_pr
 from lsst.ts.rapidanalysis.sim.camera_sim import CameraSimulator
 from lsst.ts.rapidanalysis.sim.csc_process import start_rapid_analysis
 from lsst.ts.rapidanalysis.sim.stream import TINY_SCALE, StreamWriter, make_obsid
+from stream_rig import await_autonomous, make_remotes, start_camera, take_visit
 
 INSTRUMENT = get_instrument("LSSTCam")
 DETECTORS = [d.id for d in INSTRUMENT.science_detectors]
@@ -461,42 +462,13 @@ async def run_w(slots: int, args: argparse.Namespace, workdir: pathlib.Path) -> 
         csc_ps = psutil.Process(process.pid)
         watcher = Watcher(csc_ps, cluster)
         async with sal.Domain() as domain:
-            include = [
-                "summaryState",
-                "errorCode",
-                "focalPlaneMode",
-                "visitGathered",
-                "sfmVisitMetrics",
-                "poolStatus",
-                "jobResult",
-            ]
-            ra = sal.Remote(domain, "RapidAnalysis", SAL_INDEX, include=include)
-            cam = sal.Remote(domain, "MTCamera", include=["endReadout"])
+            ra, cam = make_remotes(domain, SAL_INDEX)
             try:
-                await asyncio.gather(ra.start_task, cam.start_task)
-                cam.evt_endReadout.callback = watcher.on_end_readout
-                ra.evt_focalPlaneMode.callback = watcher.on_focal_plane_mode
-                ra.evt_visitGathered.callback = watcher.on_visit_gathered
-                ra.evt_jobResult.callback = watcher.on_job_result
-                ra.tel_sfmVisitMetrics.callback = watcher.on_visit_metrics
-                ra.tel_poolStatus.callback = watcher.on_pool_status
-                day_obs = time.strftime("%Y%m%d", time.gmtime(sal.current_tai() - 12 * 3600))
-                camera = CameraSimulator(
-                    "LSSTCam",
-                    writer=writer.write_exposure,
-                    raw_root=raw_root,
-                    time_scale=args.camera_time_scale,
-                    day_obs_override=day_obs,
-                    initial_state=sal.State.ENABLED,
+                camera, day_obs = await start_camera(
+                    ra, cam, watcher, writer, raw_root, args.camera_time_scale, INTERRUPTS
                 )
-                await camera.start_task
-                INTERRUPTS.install()  # the camera simulator installed its own handlers
                 t0 = time.monotonic()
-                await await_csc_enabled(ra, process, timeout=180)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(watcher.mode_seen.wait(), 60)
-                if watcher.mode is None:
-                    raise StopRun("no focalPlaneMode within 60 s of ENABLED (autonomous processing not started?)")
+                await await_autonomous(ra, process, watcher)
                 result["startup_seconds"] = time.monotonic() - t0
                 await asyncio.sleep(2.0)  # a poolStatus; and the CSC's endReadout reader matches the camera's writer
                 say(
@@ -562,25 +534,7 @@ async def observe(
             await asyncio.sleep(slot - time.monotonic())
         check_alive(ra, process)
         late = max(0.0, time.monotonic() - slot)
-        n_before = len(watcher.visits)
-        watcher.new_visit.clear()
-        await cam.cmd_takeImages.set_start(
-            numImages=1,
-            expTime=EXP_TIME,
-            shutter=True,
-            sensors="",
-            keyValueMap="imageType: OBJECT",
-            obsNote="bench/scale.py",
-            timeout=120 + EXP_TIME * args.camera_time_scale,
-        )
-        deadline = time.monotonic() + 10
-        while len(watcher.visits) == n_before and time.monotonic() < deadline:
-            watcher.new_visit.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(watcher.new_visit.wait(), 1)
-        if len(watcher.visits) == n_before:
-            raise StopRun(f"no endReadout heard within 10 s of takeImages completing (visit {i + 1})")
-        visit = watcher.visits[-1]
+        visit, _ = await take_visit(cam, watcher, EXP_TIME, "bench/scale.py", 120 + EXP_TIME * args.camera_time_scale)
         visit.late = late
         previous = watcher.visits[-2] if len(watcher.visits) > 1 else None
         pool = watcher.pool
