@@ -1,13 +1,15 @@
-"""Every test gets its own DDS partition prefix and ``LSST_SITE=test``."""
+"""Every test gets its own DDS partition prefix and ``LSST_SITE=test``; results databases on both engines."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import pathlib
 from collections.abc import Iterator
 
 import pytest
 
+from lsst.ts.rapidanalysis.results.database import ResultsDatabase
 from lsst.ts.rapidanalysis.sal.testutils import set_random_lsst_dds_partition_prefix
 
 
@@ -35,3 +37,17 @@ def postgres_url() -> Iterator[str]:
         except PostgresUnavailable as e:
             pytest.skip(str(e))
         yield server.url("ra_results")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Iterator[ResultsDatabase]:
+    """An empty results database: a SQLite file (under ``tmp_path/results``, a directory it makes), or
+    a new database on the session's PostgreSQL server. A test module may define its own ``db``."""
+    from postgres_server import fresh_database
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'results' / 'ra.sqlite3'}"
+    else:
+        url = fresh_database(request.getfixturevalue("postgres_url"))
+    with ResultsDatabase(url) as database:
+        yield database

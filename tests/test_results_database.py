@@ -16,7 +16,6 @@ import pytest
 import sqlalchemy as sa
 
 from lsst.ts.rapidanalysis.results import SCHEMA_VERSION, ResultsDatabase, open_results
-from postgres_server import fresh_database
 
 JOB_COLUMNS = [
     "job_id",
@@ -51,17 +50,6 @@ PRODUCT_COLUMNS = [
 ]
 
 T0 = 1_763_000_000.0  # a TAI unix time in November 2025
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request, tmp_path):
-    """An empty results database: a SQLite file, or a new database on the tests' PostgreSQL server."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'results' / 'ra.sqlite3'}"
-    else:
-        url = fresh_database(request.getfixturevalue("postgres_url"))
-    with ResultsDatabase(url) as database:
-        yield database
 
 
 def sqlite_db(tmp_path, **kwargs) -> ResultsDatabase:

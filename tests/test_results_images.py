@@ -9,7 +9,6 @@ import sqlalchemy as sa
 
 from lsst.ts.rapidanalysis.results import IMAGE_STATES, IMAGE_TRIGGERS, SCHEMA_VERSION, ResultsDatabase, open_results
 from lsst.ts.rapidanalysis.results import database as results_database
-from postgres_server import fresh_database
 
 T0 = 1_763_000_000.0  # a TAI unix time in November 2025
 IMAGE_COLUMNS = [
@@ -32,17 +31,6 @@ IMAGE_COLUMNS = [
     "state",
     "reason",
 ]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request, tmp_path):
-    """An empty results database: a SQLite file, or a new database on the tests' PostgreSQL server."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'ra.sqlite3'}"
-    else:
-        url = fresh_database(request.getfixturevalue("postgres_url"))
-    with ResultsDatabase(url) as database:
-        yield database
 
 
 def heard(db: ResultsDatabase, name: str = "MC_O_20251115_000001", **fields) -> None:

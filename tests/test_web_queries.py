@@ -9,22 +9,10 @@ import pytest
 
 from lsst.ts.rapidanalysis.results.database import ResultsDatabase, open_results
 from lsst.ts.rapidanalysis.web.queries import HEADLINE_METRICS, ImagePage, NightRow, PageQueries
-from postgres_server import fresh_database
 
 T0 = 1_763_000_000.0
 DAY = 20251115
 V1, V2, CMD = "MC_O_20251115_000001", "MC_O_20251115_000002", "MC_O_20251115_000003"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request, tmp_path):
-    """An empty results database: a SQLite file, or a new database on the tests' PostgreSQL server."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'ra.sqlite3'}"
-    else:
-        url = fresh_database(request.getfixturevalue("postgres_url"))
-    with ResultsDatabase(url) as database:
-        yield database
 
 
 def add_job(db: ResultsDatabase, job_id: str, image: str, pipeline: str, detector: int | None = None, **kw) -> None:
