@@ -4,7 +4,8 @@ Docker and kubectl are not available where the tests run, so most checks read th
 manifests parse, name only configuration keys and commands that exist, give every process the
 environment and the volumes its configuration needs, and connect the CSC and the workers to the
 scheduler Service the Dask operator makes. The plain recipe's scheduler and worker scripts are
-also started for real, on loopback.
+also started for real, on loopback, and the package is built from what the Dockerfile copies, as
+the image builds it.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import importlib
 import os
 import re
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
 import time
 import tomllib
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -621,6 +624,48 @@ def test_dockerfile_installs_the_package() -> None:
     for op, arg in instructions:
         if op in ("ENV", "ARG"):
             assert not _SECRET_NAME_RE.search(arg), f"{op} {arg}: no secrets in the image"
+
+
+def test_the_image_s_install_holds_every_package_file(tmp_path: Path) -> None:
+    """What the Dockerfile COPYs builds a wheel (non-editable, as in the image) with every file under
+    ``python/`` that git tracks: schemas, SAL interfaces, camera description, the page's templates."""
+    context = tmp_path / "context"
+    for op, arg in dockerfile_instructions():
+        if op != "COPY":
+            continue
+        *sources, dest = shlex.split(arg)
+        target = context / dest.lstrip("/")
+        for source in sources:
+            if (ROOT / source).is_dir():  # as docker: the directory's contents, into the destination
+                ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+                shutil.copytree(ROOT / source, target, ignore=ignore, dirs_exist_ok=True)
+            elif dest.endswith("/"):
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / source, target / Path(source).name)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / source, target)
+    installs = [arg for op, arg in dockerfile_instructions() if op == "RUN" and "pip install" in arg]
+    src = context / re.search(r"pip install (\S+)", installs[0]).group(1).lstrip("/")  # type: ignore[union-attr]
+    wheels = tmp_path / "wheels"
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(wheels), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert build.returncode == 0, f"the image's package build failed:\n{build.stdout}\n{build.stderr}"
+    (wheel,) = wheels.glob("*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        in_wheel = {name for name in zf.namelist() if ".dist-info/" not in name}
+        entry_points = zf.read(next(n for n in zf.namelist() if n.endswith(".dist-info/entry_points.txt"))).decode()
+    tracked = subprocess.run(["git", "ls-files", "python"], cwd=ROOT, capture_output=True, text=True, check=True)
+    package_files = {str(PurePosixPath(path).relative_to("python")) for path in tracked.stdout.split()}
+    missing = sorted(package_files - in_wheel)
+    assert not missing, f"the installed package would lack {len(missing)} files: {missing[:10]}"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for command in project["scripts"]:
+        assert re.search(rf"^{re.escape(command)}\s*=", entry_points, re.MULTILINE), f"no {command} in the wheel"
 
 
 # -- the plain recipe, run --
