@@ -6,6 +6,7 @@ import json
 import sqlite3
 
 import pytest
+import sqlalchemy as sa
 
 from lsst.ts.rapidanalysis.results.database import ResultsDatabase, open_results
 from lsst.ts.rapidanalysis.web.queries import HEADLINE_METRICS, ImagePage, NightRow, PageQueries
@@ -255,3 +256,26 @@ def test_query_plans_use_the_indexes(db: ResultsDatabase, night: PageQueries) ->
         assert "USING INDEX ix_ra_metric_image" in image_plan, image_plan
         jobs_plan = plan("SELECT job_id FROM ra_job WHERE image_name = ? AND instrument = ?", V1, "LSSTCam")
         assert "USING INDEX ix_ra_job_image" in jobs_plan, jobs_plan
+
+
+def test_the_focal_plane_query_reads_the_image_s_rows_not_the_night_s(db: ResultsDatabase, night: PageQueries) -> None:
+    """`detector_values` as it runs: SQLite without statistics took the name index (every image's rows)."""
+    if not db.is_sqlite:
+        pytest.skip("PostgreSQL plans with its statistics (ANALYZE); bench/page.py --explain shows them")
+    statements: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany) -> None:
+        if "ra_metric" in statement and "detector IS NOT NULL" in statement:
+            statements.append((statement, parameters))
+
+    engine = db._engine
+    sa.event.listen(engine, "before_cursor_execute", capture)
+    try:
+        values = night.detector_values("LSSTCam", V1, "psfFwhm")
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", capture)
+    assert values and len(statements) == 1, (values, statements)
+    statement, parameters = statements[0]
+    with db._read() as conn:
+        plan = " | ".join(row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters))
+    assert "ix_ra_metric_image" in plan and "ix_ra_metric_name" not in plan, plan

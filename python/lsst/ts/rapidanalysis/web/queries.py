@@ -516,9 +516,12 @@ class PageQueries:
         (Image names are obsids, which name their camera: ``instrument`` is not needed to find them.)
         """
         m = ra_metric.c
+        # ``name || ''`` keeps the planner off the name index: SQLite without statistics (the CSC
+        # does not ANALYZE) chose it over the image's, reading the whole night's rows of that
+        # metric (85 ms for 300 visits instead of 0.8 ms; bench/page.py).
         query = (
             sa.select(m.detector, m.value)
-            .where(m.image_name == image_name, m.detector.is_not(None), m.name == metric)
+            .where(m.image_name == image_name, m.detector.is_not(None), m.name.concat("") == metric)
             .order_by(m.id)
         )
         out: dict[int, float] = {}
